@@ -1,0 +1,101 @@
+"""The ASGI application: routes, lifespan, middleware and error mapping.
+
+`create_app(settings)` builds it with explicit settings (tests, `ecwid-relay serve`);
+`from_env()` is the factory uvicorn calls when it runs several worker processes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import redis.asyncio as aioredis
+import structlog
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, Router
+
+from receiver import ingest, instances_api
+from receiver.errors import EXCEPTION_HANDLERS
+from receiver.ingest_store import IngestStore
+from receiver.instance_store import InstanceStore
+from receiver.middleware import RequestContext
+from receiver.services import Services
+from workers import logs
+from workers.settings import Settings
+
+log = structlog.get_logger(logger_name="receiver.app")
+
+
+def redis_client(url: str) -> aioredis.Redis:
+    """Short timeouts and no retries: with Redis down, ingest must answer 503 within a second."""
+    return aioredis.Redis.from_url(
+        url,
+        socket_connect_timeout=0.3,
+        socket_timeout=0.8,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=10,
+    )
+
+
+async def _warn_without_aof(connection: aioredis.Redis) -> None:
+    try:
+        config = await connection.config_get("appendonly")
+        fsync = await connection.config_get("appendfsync")
+    except Exception:  # managed Redis services often forbid CONFIG
+        log.warning("redis.durability_unknown", hint="make sure appendonly is yes")
+        return
+    if config.get("appendonly") != "yes":
+        log.warning("redis.not_durable", appendonly=config.get("appendonly"), hint="set appendonly yes")
+    elif fsync.get("appendfsync") != "always":
+        log.warning("redis.fsync_relaxed", appendfsync=fsync.get("appendfsync"))
+
+
+def create_app(settings: Settings) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Services]]:
+        connection = redis_client(settings.require_redis_url())
+        await _warn_without_aof(connection)
+        async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0)) as http:
+            yield {
+                "services": Services(
+                    settings=settings,
+                    redis=connection,
+                    instances=InstanceStore(connection),
+                    inbox=IngestStore(connection, settings.dedup_ttl),
+                    http=http,
+                )
+            }
+        await connection.aclose()
+
+    app = Starlette(
+        routes=[
+            Route("/health", health, methods=["GET"]),
+            *ingest.routes,
+            *instances_api.routes,
+        ],
+        middleware=[Middleware(RequestContext)],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )
+    # Ecwid treats a redirect as a failed delivery: never redirect /events/ecwid/ to /events/ecwid.
+    assert isinstance(app.router, Router)
+    app.router.redirect_slashes = False
+    return app
+
+
+async def health(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+def from_env() -> Starlette:
+    """uvicorn factory (`receiver.app:from_env --factory`): settings read once per process."""
+    settings = Settings.from_env(os.environ)
+    logs.configure(settings.log_level, role="receiver")
+    return create_app(settings)

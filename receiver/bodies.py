@@ -1,0 +1,50 @@
+"""Reading request bodies: a hard size limit, and strict JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from receiver.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+
+MAX_BODY = 1024 * 1024
+
+
+async def read(request: Request, limit: int = MAX_BODY) -> bytes:
+    """The whole body; raises PayloadTooLarge as soon as it is known to exceed `limit`."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise BadRequest("Content-Length must be a number")
+        if int(declared) > limit:
+            raise PayloadTooLarge(f"body is larger than {limit} bytes")
+    chunks = bytearray()
+    async for chunk in request.stream():
+        chunks.extend(chunk)
+        if len(chunks) > limit:
+            raise PayloadTooLarge(f"body is larger than {limit} bytes")
+    return bytes(chunks)
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from None
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    """The body as a JSON object; raises 415 for a non-JSON media type, 400 for bad JSON."""
+    kind = media_type(request)
+    if kind and kind != "application/json" and not kind.endswith("+json"):
+        raise UnsupportedMediaType(f"send application/json, not {kind[:60]}")
+    document = parse_json(await read(request))
+    if not isinstance(document, dict):
+        raise BadRequest("body must be a JSON object")
+    return document

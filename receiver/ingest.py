@@ -1,0 +1,133 @@
+"""POST /events/ecwid: verify, route, deduplicate and durably queue an Ecwid event.
+
+The answer is 200 only once the event is in Redis (AOF, fsync always), 401 when
+it cannot be authenticated, 400/413 for malformed input, 503 when Redis is
+unreachable. Ecwid counts only 200/201/202/204/209 as delivered, so we never
+answer another 2xx, and never redirect.
+
+Who receives a verified event: the store's instances with events enabled that
+trust the secret which verified it. An OAuth2 instance trusts its own
+`oauth.api.secret`; an instance without one trusts RELAY_ECWID_CLIENT_SECRETS.
+So an event signed by app A never reaches an instance connected through app B.
+`/events/ecwid/{instanceId}` and the `Element-Instances` header narrow the set.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Sequence
+
+import orjson
+import structlog
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from receiver import bodies
+from receiver.ecwid_requests import IonPost, WebhookEvent, parse_ion, parse_webhook
+from receiver.errors import BadRequest, Unauthorized, request_id
+from receiver.services import Services, services
+from workers.inbox import InboxItem
+from workers.instances import Instance
+from workers.signatures import verified_secrets
+
+log = structlog.get_logger(logger_name="receiver.ingest")
+
+SIGNATURE_HEADER = "x-ecwid-webhook-signature"
+FORM = "application/x-www-form-urlencoded"
+
+
+async def ecwid_events(request: Request) -> JSONResponse:
+    app = services(request)
+    body = await bodies.read(request)
+    received = time.time()
+    if bodies.media_type(request) == FORM:
+        post = parse_ion(body, received)
+        structlog.contextvars.bind_contextvars(event_id=post.event_id, store_id=post.store_id, kind="ion")
+        targets = narrow(request, await _ion_targets(request, app, post))
+        item = InboxItem(
+            kind="ion", store_id=post.store_id, event_id=post.event_id, event_created=post.event_created,
+            event_type=post.event_type, entity_id=post.order_id, data=None,
+            instances=tuple(i.id for i in targets), received=received, raw=_form_json(post),
+        )  # fmt: skip
+    else:
+        event = parse_webhook(body, request.query_params)
+        structlog.contextvars.bind_contextvars(event_id=event.event_id, store_id=event.store_id)
+        targets = narrow(request, await _webhook_targets(request, app, event))
+        item = InboxItem(
+            kind="webhook", store_id=event.store_id, event_id=event.event_id, event_created=event.event_created,
+            event_type=event.event_type, entity_id=event.entity_id, data=event.data,
+            instances=tuple(i.id for i in targets), received=received, raw=body.decode("utf-8"),
+        )  # fmt: skip
+    return await _accept(request, app, item)
+
+
+async def _accept(request: Request, app: Services, item: InboxItem) -> JSONResponse:
+    answer = {"requestId": request_id(request), "eventId": item.event_id, "instances": list(item.instances)}
+    if not item.instances:
+        log.info("event.no_subscriber", event_type=item.event_type)
+        return JSONResponse({**answer, "message": "verified; no subscribed instance, not forwarded"})
+    if not await app.inbox.accept(item):
+        log.info("event.duplicate", event_type=item.event_type)
+        return JSONResponse({**answer, "message": "duplicate eventId; already accepted, not forwarded again"})
+    log.info("event.accepted", event_type=item.event_type, instances=len(item.instances))
+    return JSONResponse({**answer, "message": "accepted"})
+
+
+async def _webhook_targets(request: Request, app: Services, event: WebhookEvent) -> list[Instance]:
+    signature = request.headers.get(SIGNATURE_HEADER)
+    if not signature:
+        raise Unauthorized("missing X-Ecwid-Webhook-Signature")
+    instances = await app.instances.for_store(event.store_id)
+    global_secrets = [secret.value for secret in app.settings.ecwid_client_secrets]
+    candidates = [i.oauth_secret for i in instances if i.oauth_secret] + global_secrets
+    verified = verified_secrets(signature, candidates, str(event.event_created), event.event_id)
+    if not verified:
+        raise Unauthorized("X-Ecwid-Webhook-Signature does not match any client secret for this store")
+    by_global = any(secret in verified for secret in global_secrets)
+    return [
+        i for i in instances
+        if i.subscribed and ((i.oauth_secret in verified) if i.oauth_secret else by_global)
+    ]  # fmt: skip
+
+
+async def _ion_targets(request: Request, app: Services, post: IonPost) -> list[Instance]:
+    secret = request.query_params.get("secret", "")
+    if not secret:
+        raise Unauthorized("legacy ION posts must carry ?secret= (the instance's ecwid.ion.secret)")
+    instances = await app.instances.for_store(post.store_id)
+    accepting = [
+        i for i in instances
+        if i.ion_secret and hmac.compare_digest(i.ion_secret.encode(), secret.encode())
+    ]  # fmt: skip
+    if not accepting:
+        raise Unauthorized("no instance of this store accepts ION posts with this secret")
+    return [i for i in accepting if i.subscribed]
+
+
+def narrow(request: Request, targets: Sequence[Instance]) -> list[Instance]:
+    """Apply explicit routing: the path's instance id and the Element-Instances header."""
+    wanted: set[int] | None = None
+    if "instance_id" in request.path_params:
+        wanted = {int(request.path_params["instance_id"])}
+    header = request.headers.get("element-instances")
+    if header is not None:
+        try:
+            named = {int(part) for part in header.split(",") if part.strip()}
+        except ValueError:
+            raise BadRequest("Element-Instances must be a comma-separated list of instance ids") from None
+        wanted = named if wanted is None else wanted & named
+    if wanted is None:
+        return list(targets)
+    return [i for i in targets if i.id in wanted]
+
+
+def _form_json(post: IonPost) -> str:
+    return orjson.dumps(post.fields).decode()
+
+
+routes = [
+    Route("/events/ecwid", ecwid_events, methods=["POST", "PUT"]),
+    Route("/events/ecwid/{instance_id:int}", ecwid_events, methods=["POST", "PUT"]),
+]

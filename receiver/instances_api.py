@@ -1,0 +1,134 @@
+"""The Cloud Elements-compatible instances API: /instances and /elements/ecwid/oauth/url."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from receiver import auth, bodies, instance_requests, oauth
+from receiver.errors import BadRequest, NotFound
+from receiver.services import services
+from workers.instances import Instance
+
+
+async def oauth_url(request: Request) -> JSONResponse:
+    app = services(request)
+    auth.authenticate(request, app.settings)
+    element = request.path_params["element"]
+    if element != "ecwid":
+        raise NotFound(f"element {element[:60]!r} not found; this relay serves 'ecwid'")
+    query = request.query_params
+    missing = [name for name in ("apiKey", "apiSecret", "callbackUrl") if not query.get(name)]
+    if missing:
+        raise BadRequest("missing query parameters: " + ", ".join(missing))
+    url = oauth.authorize_url(
+        app.settings.ecwid_oauth_url,
+        client_id=query["apiKey"],
+        redirect_uri=query["callbackUrl"],
+        scope=query.get("scope") or oauth.DEFAULT_SCOPE,
+        state=query.get("state"),
+    )
+    return JSONResponse({"element": "ecwid", "oauthUrl": url})
+
+
+async def create_instance(request: Request) -> JSONResponse:
+    app = services(request)
+    owner = auth.authenticate(request, app.settings)
+    wanted = instance_requests.parse(await bodies.json_object(request), creating=True)
+    config = instance_requests.merge({}, wanted.configuration or {}, replace=True)
+    kind: str = "oauth2" if wanted.code else "custom"
+    instance_requests.check_complete(config, "oauth2" if wanted.code else "custom")
+    provider: dict[str, str] = {}
+    if wanted.code:
+        grant = await oauth.exchange_code(
+            app.http,
+            app.settings.ecwid_oauth_url,
+            client_id=config["oauth.api.key"],
+            client_secret=config["oauth.api.secret"],
+            code=wanted.code,
+            redirect_uri=config["oauth.callback.url"],
+        )
+        config["ecwid.store.id"] = str(grant.store_id)
+        provider = {"access_token": grant.access_token, "scope": grant.scope}
+    store_id = int(config["ecwid.store.id"])
+    draft = Instance(
+        id=0,
+        owner=owner,
+        name=wanted.name or f"Ecwid store {store_id}",
+        token="",
+        auth="oauth2" if kind == "oauth2" else "custom",
+        store_id=store_id,
+        configuration=config,
+        tags=wanted.tags or (),
+        disabled=bool(wanted.disabled),
+        provider=provider,
+    )
+    instance = await app.instances.create(draft)
+    return JSONResponse(instance.public())
+
+
+async def list_instances(request: Request) -> JSONResponse:
+    app = services(request)
+    owner = auth.authenticate(request, app.settings)
+    return JSONResponse([instance.public() for instance in await app.instances.list(owner)])
+
+
+async def get_instance(request: Request) -> JSONResponse:
+    app = services(request)
+    owner = auth.authenticate(request, app.settings)
+    instance = await app.instances.owned(request.path_params["instance_id"], owner)
+    return JSONResponse(instance.public())
+
+
+async def update_instance(request: Request) -> JSONResponse:
+    """PUT replaces name, tags and configuration; PATCH changes only what it names."""
+    app = services(request)
+    owner = auth.authenticate(request, app.settings)
+    replace = request.method == "PUT"
+    wanted = instance_requests.parse(await bodies.json_object(request), creating=False)
+    if wanted.code is not None:
+        raise BadRequest("providerData.code cannot be changed; create a new instance to re-authenticate")
+
+    def edit(current: Instance) -> Instance:
+        config = current.configuration
+        if wanted.configuration is not None or replace:
+            config = instance_requests.merge(config, wanted.configuration or {}, replace=replace)
+        store_id = current.store_id
+        if current.auth == "oauth2":
+            # The store of an OAuth instance is the one Ecwid granted, not a setting.
+            granted = str(current.store_id)
+            if config.get("ecwid.store.id", granted) != granted:
+                raise BadRequest("ecwid.store.id of an OAuth2 instance comes from Ecwid and cannot change")
+            config["ecwid.store.id"] = granted
+        instance_requests.check_complete(config, current.auth)
+        if current.auth == "custom":
+            store_id = int(config["ecwid.store.id"])
+        return current.evolve(
+            name=wanted.name if wanted.name is not None else current.name,
+            tags=wanted.tags if wanted.tags is not None else (() if replace else current.tags),
+            disabled=wanted.disabled if wanted.disabled is not None else current.disabled,
+            configuration=config,
+            store_id=store_id,
+        )
+
+    instance = await app.instances.change(request.path_params["instance_id"], owner, edit)
+    return JSONResponse(instance.public())
+
+
+async def delete_instance(request: Request) -> JSONResponse:
+    app = services(request)
+    owner = auth.authenticate(request, app.settings)
+    instance_id = request.path_params["instance_id"]
+    await app.instances.delete(instance_id, owner)
+    return JSONResponse({"id": instance_id, "deleted": True})
+
+
+routes = [
+    Route("/elements/{element}/oauth/url", oauth_url, methods=["GET"]),
+    Route("/instances", create_instance, methods=["POST"]),
+    Route("/instances", list_instances, methods=["GET"]),
+    Route("/instances/{instance_id:int}", get_instance, methods=["GET"]),
+    Route("/instances/{instance_id:int}", update_instance, methods=["PUT", "PATCH"]),
+    Route("/instances/{instance_id:int}", delete_instance, methods=["DELETE"]),
+]

@@ -1,0 +1,67 @@
+"""The `ecwid-relay` command: dev, serve, worker, listen.
+
+Settings are read from the environment here, once, and passed down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from workers.settings import Settings, SettingsError
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="ecwid-relay", description="Event relay for Ecwid stores.")
+    commands = root.add_subparsers(dest="command", required=True)
+
+    dev = commands.add_parser("dev", help="run Redis, the receiver and workers together, for development")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8080)
+    dev.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+
+    serve = commands.add_parser("serve", help="run the receiver (HTTP API and ingest)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--processes", type=int, default=1, help="uvicorn worker processes (default 1)")
+
+    worker = commands.add_parser("worker", help="run one delivery worker (RQ, dispatcher, scheduler)")
+    worker.add_argument("--burst", action="store_true", help="work off what is queued, then exit")
+    worker.add_argument("--name", help="worker name (default: host-pid-random)")
+
+    listen = commands.add_parser("listen", help="print notifications sent to a local callback URL")
+    listen.add_argument("port", type=int, nargs="?", default=9000)
+    listen.add_argument("--host", default="127.0.0.1")
+    listen.add_argument("--key", help="signature key, to check Elements-Webhook-Signature")
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "listen":
+        from workers import listen
+
+        return listen.serve(args.host, args.port, args.key)
+    try:
+        settings = Settings.from_env(os.environ)
+        if args.command in ("serve", "worker"):
+            settings.require_redis_url()
+    except SettingsError as exc:
+        print(f"ecwid-relay: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "dev":
+        from workers import devstack
+
+        return devstack.run(settings, os.environ, host=args.host, port=args.port, workers=args.workers)
+    if args.command == "worker":
+        from workers import worker
+
+        return worker.run(settings, burst=args.burst, name=args.name)
+    from workers import serve
+
+    return serve.run(settings, host=args.host, port=args.port, processes=args.processes)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""What a delivery job needs from its worker process, built once at worker start.
+
+RQ calls job functions with their arguments only, so the worker entry point
+installs one `WorkerContext` per process (as arq's `ctx`), and jobs read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+import redis
+
+from workers.settings import Settings
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    settings: Settings
+    redis: redis.Redis
+    client: httpx.Client
+
+
+_current: WorkerContext | None = None
+
+
+def install(context: WorkerContext) -> None:
+    global _current
+    _current = context
+
+
+def current() -> WorkerContext:
+    """The context of this worker process; raises RuntimeError outside a worker."""
+    if _current is None:
+        raise RuntimeError("no worker context: jobs run only inside `ecwid-relay worker`")
+    return _current

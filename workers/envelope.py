@@ -1,0 +1,70 @@
+"""The Cloud Elements-style notification we POST to an instance's callback URL.
+
+Shape (cloud-elements.md §2): {"message": {eventId, elementKey, instanceId,
+instance_id, instanceName, instanceTags, userId, events: [...], raw}}.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from workers.ecwid_events import EventMeaning, describe, describe_ion
+from workers.inbox import InboxItem
+from workers.instances import Instance
+
+
+def strip_nulls(value: Any) -> Any:
+    """Remove null members from objects, recursively, including objects inside arrays.
+
+    Null *elements* of arrays are kept: dropping them would shift the positions of
+    the others, which changes meaning (a null in a list is a value, not a missing key).
+    """
+    if isinstance(value, dict):
+        return {key: strip_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [strip_nulls(item) for item in value]
+    return value
+
+
+def meaning(item: InboxItem) -> EventMeaning:
+    if item.kind == "ion":
+        return describe_ion(item.event_type, str(item.entity_id))
+    return describe(item.event_type, item.entity_id, item.data)
+
+
+def iso_date(unix_seconds: int) -> str:
+    return datetime.fromtimestamp(unix_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def build(item: InboxItem, instance: Instance) -> bytes:
+    """The exact bytes to send (and sign) for `item` at `instance`. Pure; never raises
+    for an item the receiver accepted."""
+    what = meaning(item)
+    message: dict[str, Any] = {
+        "eventId": item.notification_id(instance.id),
+        "elementKey": "ecwid",
+        "instanceId": instance.id,
+        "instance_id": instance.id,
+        "instanceName": instance.name,
+        "instanceTags": list(instance.tags),
+        "userId": instance.owner,
+        "events": [
+            {
+                "elementKey": "ecwid",
+                "hubKey": "ecommerce",
+                "objectType": what.object_type,
+                "objectId": what.object_id,
+                "eventType": what.event_type,
+                "date": iso_date(item.event_created),
+            }
+        ],
+    }
+    if instance.filter_nulls:
+        message["raw"] = strip_nulls(orjson.loads(item.raw))
+        return orjson.dumps(strip_nulls({"message": message}))
+    # Splice Ecwid's body in byte for byte: re-serialising could change number spelling.
+    head = orjson.dumps(message)
+    return b'{"message":' + head[:-1] + b',"raw":' + item.raw.encode() + b"}}"

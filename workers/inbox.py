@@ -1,0 +1,80 @@
+"""The inbox: what the receiver hands to the workers, and its wire format.
+
+The receiver appends one item per accepted Ecwid event to the Redis list
+`relay:inbox` (atomically with the dedup marker, see receiver/ingest.py). The
+dispatcher (workers/dispatcher.py) turns each item into one RQ delivery job per
+target instance. An item is a small JSON document; `raw` is the body exactly as
+Ecwid sent it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+Kind = Literal["webhook", "ion"]
+
+# Namespace for notification ids, so the same (event, instance) always gets the same id.
+_NOTIFICATION_NS = uuid.UUID("6f1c3b1e-2a6e-4d53-9a8e-0c1e5d7a9b42")
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    kind: Kind
+    store_id: int
+    event_id: str
+    event_created: int
+    event_type: str
+    entity_id: Any
+    data: dict[str, Any] | None
+    instances: tuple[int, ...]
+    received: float
+    raw: str
+
+    @property
+    def key(self) -> str:
+        """Identifies the Ecwid event: the dedup key, and the seed of notification ids."""
+        return f"{self.store_id}:{self.event_id}"
+
+    def notification_id(self, instance_id: int) -> str:
+        """`Elements-Webhook-Id` for this event at this instance: stable across retries."""
+        return str(uuid.uuid5(_NOTIFICATION_NS, f"{self.key}:{instance_id}"))
+
+    def dumps(self) -> bytes:
+        return orjson.dumps(
+            {
+                "v": 1,
+                "kind": self.kind,
+                "storeId": self.store_id,
+                "eventId": self.event_id,
+                "eventCreated": self.event_created,
+                "eventType": self.event_type,
+                "entityId": self.entity_id,
+                "data": self.data,
+                "instances": list(self.instances),
+                "received": self.received,
+                "raw": self.raw,
+            }
+        )
+
+    @classmethod
+    def loads(cls, raw: bytes | str) -> InboxItem:
+        """Parse an item; raises ValueError (or KeyError) for a malformed one."""
+        doc = orjson.loads(raw)
+        if doc.get("v") != 1:
+            raise ValueError(f"unsupported inbox item version {doc.get('v')!r}")
+        return cls(
+            kind=doc["kind"],
+            store_id=int(doc["storeId"]),
+            event_id=str(doc["eventId"]),
+            event_created=int(doc["eventCreated"]),
+            event_type=str(doc["eventType"]),
+            entity_id=doc.get("entityId"),
+            data=doc.get("data"),
+            instances=tuple(int(i) for i in doc["instances"]),
+            received=float(doc["received"]),
+            raw=str(doc["raw"]),
+        )

@@ -1,0 +1,38 @@
+"""Every Redis key the relay writes, in one place.
+
+All keys live under the `relay:` prefix, except RQ's own `rq:` keys.
+"""
+
+from __future__ import annotations
+
+PREFIX = "relay:"
+
+INSTANCE_SEQUENCE = PREFIX + "instance-seq"
+INBOX = PREFIX + "inbox"
+DISPATCHERS = PREFIX + "dispatchers"
+DELIVERY_QUEUE = "relay-deliveries"
+
+
+def instance(instance_id: int) -> str:
+    """The JSON record of one instance."""
+    return f"{PREFIX}instance:{instance_id}"
+
+
+def user_instances(user_id: str) -> str:
+    """Set of the instance ids a user owns."""
+    return f"{PREFIX}user:{user_id}:instances"
+
+
+def store_instances(store_id: int) -> str:
+    """Set of the instance ids attached to an Ecwid store: the routing index."""
+    return f"{PREFIX}store:{store_id}:instances"
+
+
+def seen(store_id: int, event_id: str) -> str:
+    """Marks an Ecwid event as accepted, for deduplication."""
+    return f"{PREFIX}seen:{store_id}:{event_id}"
+
+
+def dispatching(dispatcher: str) -> str:
+    """A dispatcher's in-flight list: inbox items taken but not yet turned into jobs."""
+    return f"{PREFIX}inbox:dispatching:{dispatcher}"

@@ -1,0 +1,201 @@
+"""The outbound HTTP client: an SSRF guard at connect time and a whole-exchange deadline.
+
+Callback URLs are user input. Checking them when they are written is not enough,
+because DNS can change afterwards (rebinding), so the check runs where the socket
+is opened: a custom httpcore network backend resolves the host, keeps only
+addresses we may reach, and connects to those literal addresses. TLS still
+verifies the original host name, because httpcore passes it to `start_tls`.
+
+The same backend wraps every stream so that reads and writes share one deadline:
+connect, send and receive together never take longer than the caller allowed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import socket
+import time
+import typing
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
+
+import httpcore
+import httpx
+
+from workers.settings import IPNetwork
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_deadline: ContextVar[float | None] = ContextVar("relay_http_deadline", default=None)
+
+
+class CallbackRefused(Exception):
+    """The callback host resolves only to addresses we must not connect to (SSRF guard).
+
+    Raised before any packet is sent to such an address. Not retryable by nature.
+    """
+
+
+def embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address hidden inside an IPv4-mapped, 6to4 or NAT64 IPv6 address."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        return None
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+def address_allowed(address: str, allow_nets: Sequence[IPNetwork]) -> bool:
+    """May we connect to `address`? Pure.
+
+    Allowed: addresses inside `allow_nets`, and otherwise only globally routable
+    unicast addresses. Refused: loopback, private, link-local (so cloud metadata),
+    CGNAT, unspecified, multicast and reserved, including IPv6 forms that embed them.
+    """
+    try:
+        ip: IPAddress = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    candidates: list[IPAddress] = [ip]
+    inner = embedded_ipv4(ip)
+    if inner is not None:
+        candidates.append(inner)
+    if any(candidate in net for candidate in candidates for net in allow_nets):
+        return True
+    return all(candidate.is_global and not candidate.is_multicast for candidate in candidates)
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """All addresses `host` resolves to, in resolver order, without duplicates."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Every socket operation inside this block shares one budget of `seconds`."""
+    token = _deadline.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def _budget(timeout: float | None, error: type[Exception]) -> float | None:
+    end = _deadline.get()
+    if end is None:
+        return timeout
+    remaining = end - time.monotonic()
+    if remaining <= 0:
+        raise error("the delivery deadline passed")
+    return remaining if timeout is None else min(timeout, remaining)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _budget(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _budget(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self, ssl_context: typing.Any, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        budget = _budget(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, budget))
+
+    def get_extra_info(self, info: str) -> typing.Any:
+        return self._inner.get_extra_info(info)
+
+
+class GuardedBackend(httpcore.NetworkBackend):
+    """Connects only to vetted addresses, and applies the current deadline."""
+
+    def __init__(self, allow_nets: Sequence[IPNetwork]) -> None:
+        self._allow_nets = tuple(allow_nets)
+        self._inner = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: typing.Iterable[typing.Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        try:
+            addresses = resolve(host, port)
+        except OSError as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+        allowed = [address for address in addresses if address_allowed(address, self._allow_nets)]
+        if not allowed:
+            raise CallbackRefused(
+                f"callback host {host} resolves only to refused addresses ({', '.join(addresses[:4])})"
+            )
+        error: Exception | None = None
+        for address in allowed:
+            try:
+                stream = self._inner.connect_tcp(
+                    address, port, _budget(timeout, httpcore.ConnectTimeout), local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                error = exc
+                continue
+            return _DeadlineStream(stream)
+        assert error is not None
+        raise error
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: typing.Iterable[typing.Any] | None = None
+    ) -> httpcore.NetworkStream:
+        raise CallbackRefused("unix sockets are never callback targets")
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+class GuardedTransport(httpx.HTTPTransport):
+    """httpx's own transport, with its connection pool on the guarded backend."""
+
+    def __init__(self, allow_nets: Sequence[IPNetwork], limits: httpx.Limits) -> None:
+        super().__init__(limits=limits, trust_env=False)
+        # httpx offers no public hook for the network backend; httpcore's pool does.
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=GuardedBackend(allow_nets),
+        )
+
+
+CONNECT_TIMEOUT = 3.0
+TOTAL_TIMEOUT = 10.0
+
+
+def callback_client(allow_nets: Sequence[IPNetwork]) -> httpx.Client:
+    """The one HTTP client a worker process uses for callbacks.
+
+    Never follows redirects (a 3xx is a failed delivery), ignores proxy variables
+    (a proxy would hide the real destination from the guard), connects within 3 s.
+    """
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=32, keepalive_expiry=30.0)
+    return httpx.Client(
+        transport=GuardedTransport(allow_nets, limits),
+        timeout=httpx.Timeout(TOTAL_TIMEOUT, connect=CONNECT_TIMEOUT),
+        follow_redirects=False,
+        trust_env=False,
+        headers={"User-Agent": "ecwid-relay/0.1"},
+    )
