@@ -75,4 +75,3 @@ def configure(level: str = "info", role: str = "relay") -> None:
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(role=role)
-

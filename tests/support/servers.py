@@ -131,7 +131,12 @@ class FakeEcwidOAuth(_Server):
         if code == "broken":
             return Reply(500, b"upstream trouble")
         if code == "good-code" and form.get("grant_type") == "authorization_code":
-            body = {"access_token": self.TOKEN, "token_type": "bearer", "scope": "read_orders", "store_id": self.STORE_ID}
+            body = {
+                "access_token": self.TOKEN,
+                "token_type": "bearer",
+                "scope": "read_orders",
+                "store_id": self.STORE_ID,
+            }
             return Reply(200, json.dumps(body).encode(), {"Content-Type": "application/json"})
         error = {"error": "invalid_grant", "error_description": "authorization code expired or already used"}
         return Reply(400, json.dumps(error).encode(), {"Content-Type": "application/json"})

@@ -10,14 +10,23 @@ def test_booleans_as_json_or_strings() -> None:
         {"event.notification.enabled": True, "filter.response.nulls": "FALSE", "ecwid.ion.enabled": "1"}
     )
     assert errors == []
-    assert values == {"event.notification.enabled": "true", "filter.response.nulls": "false", "ecwid.ion.enabled": "true"}
+    assert values == {
+        "event.notification.enabled": "true",
+        "filter.response.nulls": "false",
+        "ecwid.ion.enabled": "true",
+    }
 
 
 def test_normalised_values() -> None:
     values, errors = normalize(
-        {"event.vendor.type": "webhooks", "event.poller.refresh_interval": 5, "ecwid.store.id": 1003,
-         "event.objects": "orders, products,orders", "event.notification.callback.url": None}
-    )  # fmt: skip
+        {
+            "event.vendor.type": "webhooks",
+            "event.poller.refresh_interval": 5,
+            "ecwid.store.id": 1003,
+            "event.objects": "orders, products,orders",
+            "event.notification.callback.url": None,
+        }
+    )
     assert errors == []
     assert values == {
         "event.vendor.type": "webhook",
@@ -30,10 +39,17 @@ def test_normalised_values() -> None:
 
 def test_every_error_is_reported() -> None:
     _, errors = normalize(
-        {"event.notification.enabled": "maybe", "event.vendor.type": "carrier-pigeon",
-         "event.poller.refresh_interval": "0", "ecwid.store.id": "abc", "event.objects": "orders,invoices",
-         "event.notification.callback.url": "ftp://example.com", "typo.key": "1", "ecwid.order.key": 5}
-    )  # fmt: skip
+        {
+            "event.notification.enabled": "maybe",
+            "event.vendor.type": "carrier-pigeon",
+            "event.poller.refresh_interval": "0",
+            "ecwid.store.id": "abc",
+            "event.objects": "orders,invoices",
+            "event.notification.callback.url": "ftp://example.com",
+            "typo.key": "1",
+            "ecwid.order.key": 5,
+        }
+    )
     assert errors == [
         "unknown configuration keys: typo.key",
         "event.notification.enabled must be true or false",

@@ -13,7 +13,12 @@ from workers.ecwid_events import EventMeaning, describe, describe_ion, snake
         ("order.created", 103878161, {"orderId": "XJ12H"}, ("orders", "CREATED", "XJ12H")),
         ("order.updated", 103878161, {"orderId": "XJ12H", "newPaymentStatus": "PAID"}, ("orders", "UPDATED", "XJ12H")),
         ("order.deleted", 103, None, ("orders", "DELETED", "103")),
-        ("unfinished_order.created", 293225803, {"orderId": "RA1SD", "cartId": "320AB5DE"}, ("carts", "CREATED", "320AB5DE")),
+        (
+            "unfinished_order.created",
+            293225803,
+            {"orderId": "RA1SD", "cartId": "320AB5DE"},
+            ("carts", "CREATED", "320AB5DE"),
+        ),
         ("unfinished_order.deleted", 293225803, None, ("carts", "DELETED", "293225803")),
         ("product.updated", 555, None, ("products", "UPDATED", "555")),
         ("category.deleted", 7, None, ("categories", "DELETED", "7")),
@@ -36,7 +41,9 @@ from workers.ecwid_events import EventMeaning, describe, describe_ion, snake
         ("weird", None, None, ("weird", "UNKNOWN", "")),
     ],
 )
-def test_describe(event_type: str, entity_id: object, data: dict[str, object] | None, expected: tuple[str, str, str]) -> None:
+def test_describe(
+    event_type: str, entity_id: object, data: dict[str, object] | None, expected: tuple[str, str, str]
+) -> None:
     meaning = describe(event_type, entity_id, data)
     assert (meaning.object_type, meaning.event_type, meaning.object_id) == expected
 

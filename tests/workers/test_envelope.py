@@ -10,23 +10,39 @@ from workers.envelope import build, strip_nulls
 from workers.inbox import InboxItem
 from workers.instances import Instance
 
-RAW = '{"eventId":"e-1","eventCreated":1700000000,"storeId":1003,"entityId":42,"eventType":"order.created",' \
+RAW = (
+    '{"eventId":"e-1","eventCreated":1700000000,"storeId":1003,"entityId":42,"eventType":"order.created",'
     '"data":{"orderId":"XJ12H","old":null,"items":[{"a":null,"b":1},null,2.50]},"extra":null}'
+)
 
 
 def item(raw: str = RAW) -> InboxItem:
     doc = json.loads(raw)
     return InboxItem(
-        kind="webhook", store_id=1003, event_id="e-1", event_created=1700000000, event_type="order.created",
-        entity_id=42, data=doc["data"], instances=(7,), received=1700000001.0, raw=raw,
-    )  # fmt: skip
+        kind="webhook",
+        store_id=1003,
+        event_id="e-1",
+        event_created=1700000000,
+        event_type="order.created",
+        entity_id=42,
+        data=doc["data"],
+        instances=(7,),
+        received=1700000001.0,
+        raw=raw,
+    )
 
 
 def instance(**config: str) -> Instance:
     return Instance(
-        id=7, owner="u1", name="Shop", token="t", auth="custom", store_id=1003, tags=("a", "b"),
+        id=7,
+        owner="u1",
+        name="Shop",
+        token="t",
+        auth="custom",
+        store_id=1003,
+        tags=("a", "b"),
         configuration={"event.notification.enabled": "true", **config},
-    )  # fmt: skip
+    )
 
 
 def test_strip_nulls_recurses_into_objects_and_arrays() -> None:

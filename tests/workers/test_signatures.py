@@ -13,8 +13,18 @@ from workers.signatures import (
 )
 
 ECWID_VECTORS = [
-    ("test_client_secret", "1234567", "80aece08-40e8-4145-8764-6c2f0d38678", "ekmGPQc/IpCwO6woAiM+L8uvY6chew4n6JVQCiDrEVw="),
-    ("abcde123456789", "1234567", "80aece08-40e8-4145-8764-6c2f0d38678", "lidx/4J5L2Pp4auvwGBp6DwPkpPmyVLI3oLB440X358="),
+    (
+        "test_client_secret",
+        "1234567",
+        "80aece08-40e8-4145-8764-6c2f0d38678",
+        "ekmGPQc/IpCwO6woAiM+L8uvY6chew4n6JVQCiDrEVw=",
+    ),
+    (
+        "abcde123456789",
+        "1234567",
+        "80aece08-40e8-4145-8764-6c2f0d38678",
+        "lidx/4J5L2Pp4auvwGBp6DwPkpPmyVLI3oLB440X358=",
+    ),
     (
         "abcde123456789",
         "1469429915",
