@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -99,6 +100,17 @@ class Receiver:
         return httpx.Client(base_url=self.url, timeout=10)
 
 
+@contextmanager
+def running_receiver(settings: Settings) -> Iterator[Receiver]:
+    """A real uvicorn serving `create_app(settings)` on a free port, for the block's duration."""
+    running = start_receiver(settings)
+    try:
+        yield running
+    finally:
+        running.server.should_exit = True
+        running.thread.join(10)
+
+
 def start_receiver(settings: Settings) -> Receiver:
     port = free_port()
     config = uvicorn.Config(
@@ -117,10 +129,8 @@ def start_receiver(settings: Settings) -> Receiver:
 
 @pytest.fixture
 def receiver(settings: Settings) -> Iterator[Receiver]:
-    running = start_receiver(settings)
-    yield running
-    running.server.should_exit = True
-    running.thread.join(10)
+    with running_receiver(settings) as running:
+        yield running
 
 
 @pytest.fixture

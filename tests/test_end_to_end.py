@@ -8,7 +8,7 @@ from dataclasses import replace
 import httpx
 import redis
 
-from tests.conftest import AUTH, WorkerProcess, start_receiver
+from tests.conftest import AUTH, WorkerProcess, running_receiver
 from tests.support.ecwid import post_webhook, webhook
 from tests.support.servers import CallbackServer, FakeEcwidOAuth, free_port
 from workers.settings import Settings
@@ -112,13 +112,8 @@ def test_oauth_refusals(api: httpx.Client, fake_ecwid: FakeEcwidOAuth, redis_cli
 
 def test_oauth_endpoint_unreachable(settings: Settings, redis_client: redis.Redis) -> None:
     nothing_there = f"http://127.0.0.1:{free_port()}/api/oauth"
-    running = start_receiver(replace(settings, ecwid_oauth_url=nothing_there))
-    try:
-        with running.client() as api:
-            unreachable = create_oauth_instance(api, "http://127.0.0.1:9/hook")
-    finally:
-        running.server.should_exit = True
-        running.thread.join(10)
+    with running_receiver(replace(settings, ecwid_oauth_url=nothing_there)) as running, running.client() as api:
+        unreachable = create_oauth_instance(api, "http://127.0.0.1:9/hook")
     assert unreachable.status_code == 502
     assert unreachable.json()["message"] == "could not reach Ecwid's token endpoint"
     assert redis_client.keys("relay:*") == []

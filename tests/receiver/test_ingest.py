@@ -10,7 +10,7 @@ import httpx
 import orjson
 import redis
 
-from tests.conftest import AUTH, start_receiver
+from tests.conftest import AUTH, running_receiver
 from tests.receiver.test_instances_api import assert_error
 from tests.support.ecwid import create_custom, post_webhook, webhook
 from tests.support.servers import free_port
@@ -198,22 +198,16 @@ def test_redis_down_is_503(settings: Settings, tmp_path: Path) -> None:
     """With Redis stopped, ingest answers 503 (never 200), and the instances API too."""
     own = RedisServer(tmp_path / "redis", port=free_port())
     own.start()
-    running = start_receiver(replace(settings, redis_url=own.url))
     try:
-        with running.client() as api:
+        with running_receiver(replace(settings, redis_url=own.url)) as running, running.client() as api:
             create_custom(api, "http://127.0.0.1:9/hook")
             own.stop()
             response = post_webhook(api, webhook())
             assert_error(response, 503, "storage is unavailable; nothing was stored, try again")
             assert response.elapsed.total_seconds() < 1.0
-            assert_error(
-                api.get("/instances", headers={"Authorization": AUTH}),
-                503,
-                "storage is unavailable; nothing was stored, try again",
-            )
+            listing = api.get("/instances", headers={"Authorization": AUTH})
+            assert_error(listing, 503, "storage is unavailable; nothing was stored, try again")
             own.start()
             assert post_webhook(api, webhook()).json()["message"] == "accepted"
     finally:
-        running.server.should_exit = True
-        running.thread.join(10)
         own.stop()

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from tests.conftest import AUTH, ROOT, WorkerProcess
+from tests.conftest import AUTH, ROOT, WorkerProcess, running_receiver
 from tests.support.ecwid import create_custom, post_webhook, webhook
 from tests.support.servers import CallbackServer, Reply
 from workers.settings import Settings
@@ -64,12 +64,9 @@ def test_ssrf_guard_refuses_at_delivery_time(
     strict_settings: Settings, callbacks: CallbackServer, tmp_path: Path, redis_client: redis.Redis
 ) -> None:
     """With no allowed networks (the production default), loopback callbacks get no packet."""
-    from tests.conftest import start_receiver
-
-    running = start_receiver(strict_settings)
     process = WorkerProcess(strict_settings, tmp_path / "worker.log")
     try:
-        with running.client() as api:
+        with running_receiver(strict_settings) as running, running.client() as api:
             for n, host in enumerate(["127.0.0.1", "localhost", "127.1", "[::ffff:127.0.0.1]"]):
                 create_custom(api, f"http://{host}:{callbacks.port}/hook", store_id=3000 + n)
                 assert post_webhook(api, webhook(f"e-{n}", store_id=3000 + n)).status_code == 200
@@ -79,8 +76,6 @@ def test_ssrf_guard_refuses_at_delivery_time(
             time.sleep(0.1)
     finally:
         process.stop()
-        running.server.should_exit = True
-        running.thread.join(10)
     assert redis_client.zcard("rq:failed:relay-deliveries") == 4
     assert callbacks.received == []
     assert process.logs().count('"event": "delivery.refused"') == 4
