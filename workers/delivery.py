@@ -68,6 +68,10 @@ def deliver(item: str, instance_id: int) -> str:
             reason = "instance disabled" if instance.disabled else "events not enabled"
             log.info("delivery.dropped", reason=reason)
             return "dropped"
+        if instance.store_id != event.store_id:
+            # The instance was moved to another store after this event was queued: not its data any more.
+            log.info("delivery.dropped", reason="instance moved to another store")
+            return "dropped"
         return _post(ctx.client, url, envelope.build(event, instance), instance, webhook_id)
 
 

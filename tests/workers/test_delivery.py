@@ -43,16 +43,22 @@ def test_queued_events_follow_instance_changes(
     """The instance is read at delivery time: a new URL applies, a deleted instance drops."""
     moved = create_custom(api, "http://127.0.0.1:9/old-url")
     gone = create_custom(api, f"{callbacks.url}/gone", store_id=2000)
+    rehomed = create_custom(api, f"{callbacks.url}/rehomed", store_id=4000)
     assert post_webhook(api, webhook("e-moved")).status_code == 200
     assert post_webhook(api, webhook("e-gone", store_id=2000)).status_code == 200
+    assert post_webhook(api, webhook("e-rehomed", store_id=4000)).status_code == 200
     patch = {"configuration": {"event.notification.callback.url": f"{callbacks.url}/new-url"}}
     assert api.patch(f"/instances/{moved['id']}", json=patch, headers={"Authorization": AUTH}).status_code == 200
     assert api.delete(f"/instances/{gone['id']}", headers={"Authorization": AUTH}).status_code == 200
+    to_other_store = {"configuration": {"ecwid.store.id": "4001"}}
+    response = api.patch(f"/instances/{rehomed['id']}", json=to_other_store, headers={"Authorization": AUTH})
+    assert response.status_code == 200
 
     process = WorkerProcess(settings, tmp_path / "worker.log")
     try:
         [delivery] = callbacks.wait_for(1, timeout=10)
         process.wait_for_log('"reason": "instance deleted"')
+        process.wait_for_log('"reason": "instance moved to another store"')
     finally:
         process.stop()
     assert delivery.path == "/new-url"
