@@ -9,6 +9,7 @@ would be dangerous: the fields that the signature covers must be exact.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +20,9 @@ from receiver.bodies import parse_json
 from receiver.errors import BadRequest
 
 MAX_ID = 256
+# ASCII only: str.isdigit() accepts "²", which int() then rejects.
+DIGITS = re.compile(r"[0-9]{1,18}")
+MAX_DEPTH = 64  # deeper bodies could not be re-serialised inside the envelope
 LAST_SECOND = 253402300799  # 9999-12-31T23:59:59Z: later timestamps cannot be dated
 
 
@@ -40,9 +44,20 @@ def _integer(value: Any) -> int | None:
         return value if 0 <= value < 10**18 else None
     if isinstance(value, float) and value.is_integer() and 0 <= value < 1e18:
         return int(value)
-    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 18:
+    if isinstance(value, str) and DIGITS.fullmatch(value.strip()):
         return int(value.strip())
     return None
+
+
+def depth(value: Any) -> int:
+    """How deeply objects and arrays nest in `value` (a scalar is 0). Iterative: no recursion limit."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level + 1)
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def query_event_type(query: Mapping[str, str]) -> str | None:
@@ -58,6 +73,8 @@ def parse_webhook(body: bytes, query: Mapping[str, str]) -> WebhookEvent:
     document = parse_json(body)
     if not isinstance(document, dict):
         raise BadRequest("webhook body must be a JSON object")
+    if depth(document) > MAX_DEPTH:
+        raise BadRequest(f"webhook body nests deeper than {MAX_DEPTH} levels")
     errors = []
     event_id = document.get("eventId")
     if isinstance(event_id, int) and not isinstance(event_id, bool):

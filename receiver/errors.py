@@ -23,7 +23,7 @@ from typing import Any
 import redis.exceptions
 import structlog
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 log = structlog.get_logger(logger_name="receiver.errors")
@@ -107,6 +107,12 @@ async def redis_down(request: Request, exc: Exception) -> Response:
     return error_response(request, 503, "storage is unavailable; nothing was stored, try again")
 
 
+async def client_gone(request: Request, exc: Exception) -> Response:
+    # The client hung up mid-body; nothing was stored and nobody is listening.
+    log.info("request.client_disconnected")
+    return error_response(request, 400, "client disconnected before the body was complete")
+
+
 async def internal_error(request: Request, exc: Exception) -> Response:
     log.error("request.crashed", exc_info=exc)
     return error_response(request, 500, "internal error")
@@ -118,5 +124,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     redis.exceptions.ConnectionError: redis_down,
     redis.exceptions.TimeoutError: redis_down,
     redis.exceptions.BusyLoadingError: redis_down,
+    redis.exceptions.ReadOnlyError: redis_down,
+    ClientDisconnect: client_gone,
     Exception: internal_error,
 }

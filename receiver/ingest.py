@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from receiver import bodies
+from receiver import bodies, convertors  # noqa: F401  (registers {instance_id:instance_id})
 from receiver.ecwid_requests import IonPost, WebhookEvent, parse_ion, parse_webhook
 from receiver.errors import BadRequest, Unauthorized, request_id
 from receiver.services import Services, services
@@ -68,7 +68,9 @@ async def _accept(request: Request, app: Services, item: InboxItem) -> JSONRespo
     if not item.instances:
         log.info("event.no_subscriber", event_type=item.event_type)
         return JSONResponse({**answer, "message": "verified; no subscribed instance, not forwarded"})
-    if not await app.inbox.accept(item):
+    explicit = "instance_id" in request.path_params or "element-instances" in request.headers
+    route = ",".join(str(i) for i in sorted(item.instances)) if explicit else ""
+    if not await app.inbox.accept(item, route):
         log.info("event.duplicate", event_type=item.event_type)
         return JSONResponse({**answer, "message": "duplicate eventId; already accepted, not forwarded again"})
     log.info("event.accepted", event_type=item.event_type, instances=len(item.instances))
@@ -129,5 +131,5 @@ def _form_json(post: IonPost) -> str:
 
 routes = [
     Route("/events/ecwid", ecwid_events, methods=["POST", "PUT"]),
-    Route("/events/ecwid/{instance_id:int}", ecwid_events, methods=["POST", "PUT"]),
+    Route("/events/ecwid/{instance_id:instance_id}", ecwid_events, methods=["POST", "PUT"]),
 ]

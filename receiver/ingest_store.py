@@ -27,12 +27,12 @@ class IngestStore:
         self._accept = connection.register_script(_ACCEPT)
         self._dedup_ttl = dedup_ttl
 
-    async def accept(self, item: InboxItem) -> bool:
-        """Queue `item` unless its event was accepted before. True when queued.
+    async def accept(self, item: InboxItem, route: str = "") -> bool:
+        """Queue `item` unless its event was accepted before (on this `route`). True when queued.
 
         Raises redis errors when Redis is unreachable; then nothing was stored.
         """
         queued = await self._accept(
-            keys=[keys.seen(item.store_id, item.event_id), keys.INBOX], args=[self._dedup_ttl, item.dumps()]
+            keys=[keys.seen(item.event_id, route), keys.INBOX], args=[self._dedup_ttl, item.dumps()]
         )
         return bool(queued)

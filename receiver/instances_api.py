@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from receiver import auth, bodies, instance_requests, oauth
+from receiver import auth, bodies, convertors, instance_requests, oauth  # noqa: F401
 from receiver.errors import BadRequest, NotFound
 from receiver.services import services
 from workers.instances import Instance
@@ -128,7 +128,7 @@ routes = [
     Route("/elements/{element}/oauth/url", oauth_url, methods=["GET"]),
     Route("/instances", create_instance, methods=["POST"]),
     Route("/instances", list_instances, methods=["GET"]),
-    Route("/instances/{instance_id:int}", get_instance, methods=["GET"]),
-    Route("/instances/{instance_id:int}", update_instance, methods=["PUT", "PATCH"]),
-    Route("/instances/{instance_id:int}", delete_instance, methods=["DELETE"]),
+    Route("/instances/{instance_id:instance_id}", get_instance, methods=["GET"]),
+    Route("/instances/{instance_id:instance_id}", update_instance, methods=["PUT", "PATCH"]),
+    Route("/instances/{instance_id:instance_id}", delete_instance, methods=["DELETE"]),
 ]

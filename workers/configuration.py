@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
+import httpx
+
 Kind = Literal["bool", "text", "url", "minutes", "vendor", "notification", "objects", "store"]
 
 POLLABLE_OBJECTS = ("orders", "products", "customers", "categories", "carts")
@@ -56,6 +58,7 @@ CUSTOM_REQUIRED = ("ecwid.store.id", "ecwid.order.key", "ecwid.product.key")
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 _MAX_TEXT = 2048
+_DIGITS = re.compile(r"[0-9]{1,18}")  # ASCII only: str.isdigit() accepts "²"
 
 
 def normalize(raw: Mapping[str, object]) -> tuple[dict[str, str | None], list[str]]:
@@ -113,11 +116,11 @@ def _normalize_value(key: Key, value: object) -> tuple[str, str | None]:
     if key.kind == "notification":
         return (text, None) if text.lower() == "webhook" else ("", "must be webhook")
     if key.kind == "minutes":
-        if not text.isdigit() or int(text) < 1:
+        if not _DIGITS.fullmatch(text) or int(text) < 1:
             return "", "must be a whole number of minutes, at least 1"
         return str(int(text)), None
     if key.kind == "store":
-        if not text.isdigit() or int(text) < 1 or len(text) > 18:
+        if not _DIGITS.fullmatch(text) or int(text) < 1:
             return "", "must be a positive integer (the Ecwid store id)"
         return str(int(text)), None
     if key.kind == "objects":
@@ -158,6 +161,11 @@ def url_problem(url: str) -> str | None:
         return "must not contain a user name or password"
     if port == 0:
         return "must not use port 0"
+    try:
+        # The client that will send to it must agree: IDNA or odd characters it rejects fail here.
+        httpx.URL(url)
+    except (httpx.InvalidURL, ValueError):
+        return "is not a valid URL"
     return None
 
 

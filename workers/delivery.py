@@ -39,9 +39,9 @@ class DeliveryFailed(Exception):
 
 
 def safe_url(url: str) -> str:
-    """The URL without query or fragment, which may carry credentials: fit for logs."""
+    """Scheme, host and port only: paths and queries often carry tokens (Slack-style URLs)."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+    return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
 
 def deliver(item: str, instance_id: int) -> str:
@@ -85,9 +85,10 @@ def _post(client: httpx.Client, url: str, body: bytes, instance: Instance, webho
         with deadline(TOTAL_TIMEOUT), client.stream("POST", url, content=body, headers=headers) as response:
             excerpt = _read_excerpt(response)
             status = response.status_code
-    except CallbackRefused as exc:
+    except (CallbackRefused, httpx.InvalidURL, ValueError) as exc:
+        # Retrying cannot change the answer: skip the remaining retries.
         _no_more_retries()
-        log.error("delivery.refused", url=target, error=str(exc))
+        log.error("delivery.refused", url=target, error=f"{type(exc).__name__}: {exc}")
         raise DeliveryFailed(str(exc)) from None
     except httpx.HTTPError as exc:
         _log_failure(target, started, error=type(exc).__name__)

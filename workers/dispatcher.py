@@ -59,7 +59,17 @@ class Dispatcher:
             except Exception:
                 log.exception("dispatcher.step_failed")
                 stop.wait(1.0)
-        self.redis.zrem(keys.DISPATCHERS, self.name)
+        self.release()
+
+    def release(self) -> None:
+        """On the way out: hand any taken items back to the inbox, then deregister.
+        If Redis is down now, the registration stays and others recover the items later."""
+        try:
+            while self.redis.lmove(self.processing, keys.INBOX, "RIGHT", "RIGHT") is not None:
+                pass
+            self.redis.zrem(keys.DISPATCHERS, self.name)
+        except (redis.ConnectionError, redis.TimeoutError):
+            log.warning("dispatcher.release_deferred", items_in=self.processing)
 
     def heartbeat(self, force: bool = False) -> None:
         now = time.time()

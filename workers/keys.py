@@ -28,9 +28,15 @@ def store_instances(store_id: int) -> str:
     return f"{PREFIX}store:{store_id}:instances"
 
 
-def seen(store_id: int, event_id: str) -> str:
-    """Marks an Ecwid event as accepted, for deduplication."""
-    return f"{PREFIX}seen:{store_id}:{event_id}"
+def seen(event_id: str, route: str = "") -> str:
+    """Marks an Ecwid event as accepted, for deduplication.
+
+    Keyed by `eventId` alone (the signed field, not the unsigned storeId), so a captured
+    webhook replayed under another storeId is still a duplicate. Explicitly routed posts
+    (`route`, the target ids) are deduplicated per route, so posting one event to two
+    instances by path delivers it to both.
+    """
+    return f"{PREFIX}seen:{event_id}" + (f":{route}" if route else "")
 
 
 def dispatching(dispatcher: str) -> str:

@@ -87,7 +87,8 @@ def _redis_url(value: str | None) -> str | None:
     if value is None:
         return None
     if not value.startswith(("redis://", "rediss://", "unix://")):
-        raise SettingsError(f"RELAY_REDIS_URL must start with redis://, rediss:// or unix://, got {value[:40]!r}")
+        # The value is not echoed: it may hold a password.
+        raise SettingsError("RELAY_REDIS_URL must start with redis://, rediss:// or unix://")
     return value
 
 

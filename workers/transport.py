@@ -28,6 +28,7 @@ from workers.settings import IPNetwork
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_GLOBAL_UNICAST_V6 = ipaddress.ip_network("2000::/3")
 _deadline: ContextVar[float | None] = ContextVar("relay_http_deadline", default=None)
 
 
@@ -68,6 +69,11 @@ def address_allowed(address: str, allow_nets: Sequence[IPNetwork]) -> bool:
         candidates.append(inner)
     if any(candidate in net for candidate in candidates for net in allow_nets):
         return True
+    target = candidates[-1]
+    if isinstance(target, ipaddress.IPv6Address) and target not in _GLOBAL_UNICAST_V6:
+        # Only 2000::/3 is global unicast; other "global" prefixes (IPv4-compatible, SIIT,
+        # local-use NAT64, site-local) can route to internal networks.
+        return False
     return all(candidate.is_global and not candidate.is_multicast for candidate in candidates)
 
 

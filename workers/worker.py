@@ -97,8 +97,10 @@ def run(settings: Settings, *, burst: bool = False, name: str | None = None) -> 
     ]
     if burst:
         # Burst mode (tests, one-off drains): dispatch what is in the inbox, then work it off.
+        dispatcher.heartbeat(force=True)  # registered, so its items are recoverable if this fails
         while dispatcher.step(block=0.01):
             pass
+        dispatcher.release()
         threads = []
     for thread in threads:
         thread.start()

@@ -45,7 +45,7 @@ def test_signed_webhook_is_queued_once(api: httpx.Client, redis_client: redis.Re
     assert items[0].raw == json.dumps(body)
     assert items[0].instances == (instance["id"],)
     assert items[0].event_created == 1700000000
-    assert 90000 - 5 <= redis_client.ttl("relay:seen:1003:evt-1") <= 90000
+    assert 90000 - 5 <= redis_client.ttl("relay:seen:evt-1") <= 90000
 
 
 def test_missing_or_wrong_signature_is_401(api: httpx.Client, redis_client: redis.Redis) -> None:
@@ -211,3 +211,45 @@ def test_redis_down_is_503(settings: Settings, tmp_path: Path) -> None:
             assert post_webhook(api, webhook()).json()["message"] == "accepted"
     finally:
         own.stop()
+
+
+def test_hostile_ids_and_digits_are_400_or_404(api: httpx.Client, redis_client: redis.Redis) -> None:
+    """Unicode digits and absurdly long ids were once 500s."""
+    signed = {"X-Ecwid-Webhook-Signature": "x", "Content-Type": "application/json"}
+    superscript = {"eventId": "a", "eventCreated": 1, "storeId": "²", "eventType": "x"}
+    assert_error(api.post("/events/ecwid", json=superscript, headers=signed), 400, "storeId must be a positive integer")
+    assert_error(api.post("/events/ecwid?secret=s", data={"owner_id": "²", "event_type": "new_order", "order_id": "1"}),
+                 400, "owner_id must be a positive integer (the store id)")  # fmt: skip
+    assert_error(api.post("/events/ecwid/" + "9" * 5000, json={}, headers=signed), 404, "no such resource")
+    assert_error(api.get("/instances/" + "9" * 5000, headers={"Authorization": AUTH}), 404, "no such resource")
+    deep: dict[str, object] = {"leaf": 1}
+    for _ in range(100):
+        deep = {"d": deep}
+    nested = webhook(data=deep)
+    assert_error(post_webhook(api, nested), 400, "webhook body nests deeper than 64 levels")
+    config = {"ecwid.store.id": "²", "ecwid.order.key": "a", "ecwid.product.key": "b",
+              "event.notification.enabled": True, "event.notification.callback.url": "http://☃.com/"}  # fmt: skip
+    response = api.post("/instances", json={"element": {"key": "ecwid"}, "configuration": config},
+                        headers={"Authorization": AUTH})  # fmt: skip
+    assert_error(response, 400, "ecwid.store.id must be a positive integer (the Ecwid store id); "
+                 "event.notification.callback.url is not a valid URL")  # fmt: skip
+    assert redis_client.keys("relay:*") == []
+
+
+def test_explicit_routes_are_deduplicated_per_route(api: httpx.Client, redis_client: redis.Redis) -> None:
+    first = create_custom(api, "http://127.0.0.1:9/1")
+    second = create_custom(api, "http://127.0.0.1:9/2")
+    to_first = post_webhook(api, webhook(), path=f"/events/ecwid/{first['id']}")
+    to_second = post_webhook(api, webhook(), path=f"/events/ecwid/{second['id']}")
+    assert to_first.json()["message"] == to_second.json()["message"] == "accepted"
+    again = post_webhook(api, webhook(), path=f"/events/ecwid/{second['id']}")
+    assert again.json()["message"].startswith("duplicate")
+    # A captured webhook replayed under another storeId is a duplicate: eventId is what Ecwid signs.
+    create_custom(api, "http://127.0.0.1:9/3", store_id=5000)
+    assert post_webhook(api, webhook("evt-x")).json()["message"] == "accepted"
+    assert post_webhook(api, webhook("evt-x", store_id=5000)).json()["message"].startswith("duplicate")
+    assert [item.instances for item in inbox(redis_client)] == [
+        (first["id"],),
+        (second["id"],),
+        (first["id"], second["id"]),
+    ]

@@ -92,3 +92,8 @@ def test_deadline_bounds_the_whole_exchange(sink: CallbackServer) -> None:
     with callback_client(LOOPBACK) as client, pytest.raises(httpx.TimeoutException), deadline(0.5):
         client.post(f"{sink.url}/hook", content=b"{}")
     assert time.monotonic() - started < 2.0
+
+
+@pytest.mark.parametrize("address", ["64:ff9b:1::a9fe:a9fe", "::a9fe:a9fe", "::ffff:0:a9fe:a9fe", "fec0::1"])
+def test_ipv6_outside_global_unicast_is_refused(address: str) -> None:
+    assert not address_allowed(address, ())
