@@ -9,7 +9,6 @@ would be dangerous: the fields that the signature covers must be exact.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,10 +17,9 @@ from urllib.parse import parse_qsl
 
 from receiver.bodies import parse_json
 from receiver.errors import BadRequest
+from workers.configuration import DIGITS
 
 MAX_ID = 256
-# ASCII only: str.isdigit() accepts "²", which int() then rejects.
-DIGITS = re.compile(r"[0-9]{1,18}")
 MAX_DEPTH = 64  # deeper bodies could not be re-serialised inside the envelope
 LAST_SECOND = 253402300799  # 9999-12-31T23:59:59Z: later timestamps cannot be dated
 

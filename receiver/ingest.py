@@ -68,8 +68,7 @@ async def _accept(request: Request, app: Services, item: InboxItem) -> JSONRespo
     if not item.instances:
         log.info("event.no_subscriber", event_type=item.event_type)
         return JSONResponse({**answer, "message": "verified; no subscribed instance, not forwarded"})
-    explicit = "instance_id" in request.path_params or "element-instances" in request.headers
-    route = ",".join(str(i) for i in sorted(item.instances)) if explicit else ""
+    route = ",".join(str(i) for i in sorted(item.instances)) if explicitly_routed(request) else ""
     if not await app.inbox.accept(item, route):
         log.info("event.duplicate", event_type=item.event_type)
         return JSONResponse({**answer, "message": "duplicate eventId; already accepted, not forwarded again"})
@@ -108,8 +107,15 @@ async def _ion_targets(request: Request, app: Services, post: IonPost) -> list[I
     return [i for i in accepting if i.subscribed]
 
 
+def explicitly_routed(request: Request) -> bool:
+    """True when the path or the Element-Instances header names the target instances."""
+    return "instance_id" in request.path_params or "element-instances" in request.headers
+
+
 def narrow(request: Request, targets: Sequence[Instance]) -> list[Instance]:
     """Apply explicit routing: the path's instance id and the Element-Instances header."""
+    if not explicitly_routed(request):
+        return list(targets)
     wanted: set[int] | None = None
     if "instance_id" in request.path_params:
         wanted = {int(request.path_params["instance_id"])}
@@ -120,8 +126,7 @@ def narrow(request: Request, targets: Sequence[Instance]) -> list[Instance]:
         except ValueError:
             raise BadRequest("Element-Instances must be a comma-separated list of instance ids") from None
         wanted = named if wanted is None else wanted & named
-    if wanted is None:
-        return list(targets)
+    assert wanted is not None  # explicitly routed: the path or the header named instances
     return [i for i in targets if i.id in wanted]
 
 

@@ -58,7 +58,7 @@ CUSTOM_REQUIRED = ("ecwid.store.id", "ecwid.order.key", "ecwid.product.key")
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 _MAX_TEXT = 2048
-_DIGITS = re.compile(r"[0-9]{1,18}")  # ASCII only: str.isdigit() accepts "²"
+DIGITS = re.compile(r"[0-9]{1,18}")  # ASCII only: str.isdigit() accepts "²", which int() rejects
 
 
 def normalize(raw: Mapping[str, object]) -> tuple[dict[str, str | None], list[str]]:
@@ -116,11 +116,11 @@ def _normalize_value(key: Key, value: object) -> tuple[str, str | None]:
     if key.kind == "notification":
         return (text, None) if text.lower() == "webhook" else ("", "must be webhook")
     if key.kind == "minutes":
-        if not _DIGITS.fullmatch(text) or int(text) < 1:
+        if not DIGITS.fullmatch(text) or int(text) < 1:
             return "", "must be a whole number of minutes, at least 1"
         return str(int(text)), None
     if key.kind == "store":
-        if not _DIGITS.fullmatch(text) or int(text) < 1:
+        if not DIGITS.fullmatch(text) or int(text) < 1:
             return "", "must be a positive integer (the Ecwid store id)"
         return str(int(text)), None
     if key.kind == "objects":
