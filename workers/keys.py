@@ -11,6 +11,12 @@ INSTANCE_SEQUENCE = PREFIX + "instance-seq"
 INBOX = PREFIX + "inbox"
 DISPATCHERS = PREFIX + "dispatchers"
 DELIVERY_QUEUE = "relay-deliveries"
+POLL_QUEUE = "relay-polls"
+QUEUES = (DELIVERY_QUEUE, POLL_QUEUE)  # in the order workers take jobs
+# Polling instances scored by when their next round is due (unix seconds).
+POLL_DUE = PREFIX + "poll:due"
+# Instances whose polling was switched off after failures, scored by when.
+POLL_DISABLED = PREFIX + "poll:disabled"
 
 
 def instance(instance_id: int) -> str:
@@ -42,3 +48,23 @@ def seen(event_id: str, route: str = "") -> str:
 def dispatching(dispatcher: str) -> str:
     """A dispatcher's in-flight list: inbox items taken but not yet turned into jobs."""
     return f"{PREFIX}inbox:dispatching:{dispatcher}"
+
+
+def poll_state(instance_id: int) -> str:
+    """Hash of an instance's poller state: cursors, failure counts, why it stopped."""
+    return f"{PREFIX}poll:{instance_id}"
+
+
+def poll_lock(instance_id: int) -> str:
+    """Held while a polling round of the instance runs, so two never overlap."""
+    return f"{PREFIX}poll:{instance_id}:lock"
+
+
+def change(instance_id: int, object_type: str, object_id: str) -> str:
+    """The latest change of one Ecwid entity forwarded to an instance (see workers/changes.py)."""
+    return f"{PREFIX}change:{instance_id}:{object_type}:{object_id}"
+
+
+def ecwid_token(token_hash: str) -> str:
+    """An Ecwid API token's request budget (workers/rate_limit.py); keyed by a hash of the token."""
+    return f"{PREFIX}ecwid-token:{token_hash}"
