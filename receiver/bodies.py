@@ -42,10 +42,16 @@ def parse_json(body: bytes) -> Any:
 
 async def json_object(request: Request) -> dict[str, Any]:
     """The body as a JSON object; raises 415 for a non-JSON media type, 400 for bad JSON."""
+    return (await json_body(request))[1]
+
+
+async def json_body(request: Request) -> tuple[bytes, dict[str, Any]]:
+    """The body's bytes and its JSON object; raises like `json_object`."""
     kind = media_type(request)
     if kind and kind != "application/json" and not kind.endswith("+json"):
         raise UnsupportedMediaType(f"send application/json, not {kind[:60]}")
-    document = parse_json(await read(request))
+    body = await read(request)
+    document = parse_json(body)
     if not isinstance(document, dict):
         raise BadRequest("body must be a JSON object")
-    return document
+    return body, document

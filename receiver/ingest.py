@@ -10,6 +10,9 @@ trust the secret which verified it. An OAuth2 instance trusts its own
 `oauth.api.secret`; an instance without one trusts RELAY_ECWID_CLIENT_SECRETS.
 So an event signed by app A never reaches an instance connected through app B.
 `/events/ecwid/{instanceId}` and the `Element-Instances` header narrow the set.
+
+`/events/ecwid/{instanceId}?objectType=...` with `Authorization: Element <token>`
+is something else: polling results from an outside scheduler (receiver/poll_results.py).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from receiver import bodies, convertors  # noqa: F401  (registers {instance_id:instance_id})
+from receiver import bodies, convertors, poll_results  # noqa: F401  (convertors: {instance_id:instance_id})
 from receiver.ecwid_requests import IonPost, WebhookEvent, parse_ion, parse_webhook
 from receiver.errors import BadRequest, Unauthorized, request_id
 from receiver.services import Services, services
@@ -39,6 +42,8 @@ FORM = "application/x-www-form-urlencoded"
 
 
 async def ecwid_events(request: Request) -> JSONResponse:
+    if "instance_id" in request.path_params and poll_results.is_poll_results(request):
+        return await poll_results.receive(request)
     app = services(request)
     body = await bodies.read(request)
     received = time.time()

@@ -114,5 +114,13 @@ def check_complete(config: dict[str, str], auth: AuthType) -> None:
     if masked:
         errors.append("these secrets were sent masked and have no stored value: " + ", ".join(masked))
     errors.extend(cfg.cross_check(config))
+    polling = (
+        cfg.is_true(config, "event.notification.enabled") and cfg.effective(config, "event.vendor.type") == "polling"
+    )
+    if polling and auth == "custom" and not config.get("ecwid.api.token"):
+        errors.append(
+            "event.vendor.type polling needs an Ecwid API token to poll with: set ecwid.api.token "
+            "(the secret_... token of your custom Ecwid app), or connect the store with OAuth2"
+        )
     if errors:
         raise BadRequest("; ".join(errors))

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from receiver import auth, bodies, convertors, instance_requests, oauth  # noqa: F401
 from receiver.errors import BadRequest, NotFound
-from receiver.services import services
+from receiver.services import Services, services
+from workers.envelope import iso_date
 from workers.instances import Instance
 
 
@@ -65,20 +68,60 @@ async def create_instance(request: Request) -> JSONResponse:
         provider=provider,
     )
     instance = await app.instances.create(draft)
-    return JSONResponse(instance.public())
+    return JSONResponse((await _views(app, [instance]))[0])
+
+
+async def _views(app: Services, instances: list[Instance]) -> list[dict[str, Any]]:
+    """The API view of each instance, with the poller's state for polling ones."""
+    states = await app.instances.polling_states(instances)
+    views = []
+    for instance in instances:
+        view = instance.public()
+        if instance.vendor == "polling":
+            view["polling"] = polling_view(instance, states.get(instance.id, {}))
+        views.append(view)
+    return views
+
+
+def polling_view(instance: Instance, state: dict[str, str]) -> dict[str, Any]:
+    """What the poller is doing for an instance: whether it runs, when it last ran, why it stopped."""
+
+    def when(name: str) -> str | None:
+        value = state.get(name)
+        return iso_date(int(value)) if value else None
+
+    return {
+        "active": instance.polls and "disabled_reason" not in state,
+        "refreshIntervalMinutes": instance.poll_interval,
+        "objects": list(instance.poll_objects),
+        "lastRoundStarted": when("last_started"),
+        "lastRoundFinished": when("last_finished"),
+        "lastResult": state.get("last_result"),
+        "lastError": state.get("last_error"),
+        "consecutiveFailures": int(state.get("failures", "0")),
+        "disabledReason": state.get("disabled_reason"),
+        "disabledDate": when("disabled_at"),
+    }
 
 
 async def list_instances(request: Request) -> JSONResponse:
     app = services(request)
     owner = auth.authenticate(request, app.settings)
-    return JSONResponse([instance.public() for instance in await app.instances.list(owner)])
+    return JSONResponse(await _views(app, await app.instances.list(owner)))
+
+
+async def polling_disabled(request: Request) -> JSONResponse:
+    """GET /instances/polling-disabled: instances whose poller stopped after failures."""
+    app = services(request)
+    owner = auth.authenticate(request, app.settings)
+    return JSONResponse(await _views(app, await app.instances.polling_disabled(owner)))
 
 
 async def get_instance(request: Request) -> JSONResponse:
     app = services(request)
     owner = auth.authenticate(request, app.settings)
     instance = await app.instances.owned(request.path_params["instance_id"], owner)
-    return JSONResponse(instance.public())
+    return JSONResponse((await _views(app, [instance]))[0])
 
 
 async def update_instance(request: Request) -> JSONResponse:
@@ -112,8 +155,10 @@ async def update_instance(request: Request) -> JSONResponse:
             store_id=store_id,
         )
 
-    instance = await app.instances.change(request.path_params["instance_id"], owner, edit)
-    return JSONResponse(instance.public())
+    # Enabling events is how a user resumes polling that stopped after failures (as Cloud Elements).
+    resume = (wanted.configuration or {}).get("event.notification.enabled") == "true"
+    instance = await app.instances.change(request.path_params["instance_id"], owner, edit, resume=resume)
+    return JSONResponse((await _views(app, [instance]))[0])
 
 
 async def delete_instance(request: Request) -> JSONResponse:
@@ -128,6 +173,7 @@ routes = [
     Route("/elements/{element}/oauth/url", oauth_url, methods=["GET"]),
     Route("/instances", create_instance, methods=["POST"]),
     Route("/instances", list_instances, methods=["GET"]),
+    Route("/instances/polling-disabled", polling_disabled, methods=["GET"]),
     Route("/instances/{instance_id:instance_id}", get_instance, methods=["GET"]),
     Route("/instances/{instance_id:instance_id}", update_instance, methods=["PUT", "PATCH"]),
     Route("/instances/{instance_id:instance_id}", delete_instance, methods=["DELETE"]),

@@ -24,6 +24,7 @@ import redis
 import uvicorn
 
 from receiver.app import create_app
+from tests.support.fake_ecwid_api import FakeEcwidApi
 from tests.support.servers import CallbackServer, FakeEcwidOAuth, free_port
 from workers.redis_server import RedisServer
 from workers.settings import Secret, Settings
@@ -85,6 +86,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
         RELAY_REDIS_URL=settings.redis_url or "",
         RELAY_CALLBACK_ALLOW_NETS=",".join(str(net) for net in settings.callback_allow_nets),
         RELAY_LOG_LEVEL="info",
+        RELAY_ECWID_API_URL=settings.ecwid_api_url,
+        RELAY_POLL_FAILURE_LIMIT=str(settings.poll_failure_limit),
         PYTHONPATH=str(ROOT),
     )
     return env
@@ -189,3 +192,23 @@ def worker(settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
 def strict_settings(settings: Settings) -> Settings:
     """Settings with the SSRF guard at its production default: no allowed networks."""
     return replace(settings, callback_allow_nets=())
+
+
+@pytest.fixture
+def ecwid_api() -> Iterator[FakeEcwidApi]:
+    server = FakeEcwidApi()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def poll_settings(settings: Settings, ecwid_api: FakeEcwidApi) -> Settings:
+    """Settings pointing the poller at the fake Ecwid API, with a low failure limit."""
+    return replace(settings, ecwid_api_url=ecwid_api.url, poll_failure_limit=3)
+
+
+@pytest.fixture
+def poll_worker(poll_settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(poll_settings, tmp_path / "poll-worker.log")
+    yield process
+    process.stop()

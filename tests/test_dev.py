@@ -69,6 +69,7 @@ def test_dev_runs_the_whole_relay_and_keeps_data(tmp_path: Path) -> None:
         assert process.returncode == 0
         text = log.read_text()
         assert "stopped" in text
+        assert '"scheduler.started"' in text and '"scheduler.stopped"' in text  # polling scheduler, stopped cleanly
         # Secrets are printed once, when generated, and never logged as values afterwards.
         assert text.count(secrets["RELAY_ORGANIZATION_SECRET"]) == 1
         assert (data_dir / "redis" / "relay.aof").stat().st_size > 0

@@ -1,4 +1,4 @@
-"""The `ecwid-relay` command: dev, serve, worker, listen.
+"""The `ecwid-relay` command: dev, serve, worker, scheduler, poll, listen.
 
 Settings are read from the environment here, once, and passed down.
 """
@@ -30,6 +30,15 @@ def parser() -> argparse.ArgumentParser:
     worker.add_argument("--burst", action="store_true", help="work off what is queued, then exit")
     worker.add_argument("--name", help="worker name (default: host-pid-random)")
 
+    scheduler = commands.add_parser("scheduler", help="run RQ's cron scheduler, which starts polling rounds")
+    scheduler.add_argument(
+        "--tick", type=int, default=30, help="seconds between looks for due polling rounds (default 30)"
+    )
+
+    poll = commands.add_parser("poll", help="run polling rounds now, in this process")
+    poll.add_argument("--once", action="store_true", required=True, help="one round, then exit")
+    poll.add_argument("--instance", type=int, help="only this instance (default: every polling instance)")
+
     listen = commands.add_parser("listen", help="print notifications sent to a local callback URL")
     listen.add_argument("port", type=int, nargs="?", default=9000)
     listen.add_argument("--host", default="127.0.0.1")
@@ -45,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         return listen.serve(args.host, args.port, args.key)
     try:
         settings = Settings.from_env(os.environ)
-        if args.command in ("serve", "worker"):
+        if args.command in ("serve", "worker", "scheduler", "poll"):
             settings.require_redis_url()
     except SettingsError as exc:
         print(f"ecwid-relay: configuration error: {exc}", file=sys.stderr)
@@ -54,6 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         from workers import devstack
 
         return devstack.run(settings, os.environ, host=args.host, port=args.port, workers=args.workers)
+    if args.command == "scheduler":
+        from workers import scheduler
+
+        return scheduler.run(settings, tick=max(1, args.tick))
+    if args.command == "poll":
+        from workers import poll_once
+
+        return poll_once.run(settings, args.instance)
     if args.command == "worker":
         from workers import worker
 

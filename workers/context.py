@@ -18,7 +18,8 @@ from workers.settings import Settings
 class WorkerContext:
     settings: Settings
     redis: redis.Redis
-    client: httpx.Client
+    client: httpx.Client  # callbacks: behind the SSRF guard (workers/transport.py)
+    ecwid: httpx.Client  # Ecwid's REST API, for the poller (workers/ecwid_api.py)
 
 
 _current: WorkerContext | None = None

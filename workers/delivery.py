@@ -17,8 +17,10 @@ import structlog
 from rq import Retry, get_current_job
 
 from workers import context, envelope, keys
+from workers.changes import OBJECTS, Change
 from workers.inbox import InboxItem
 from workers.instances import Instance
+from workers.poll_store import PollStore, marker_ttl
 from workers.signatures import elements_signature
 from workers.transport import TOTAL_TIMEOUT, CallbackRefused, deadline
 
@@ -72,7 +74,22 @@ def deliver(item: str, instance_id: int) -> str:
             # The instance was moved to another store after this event was queued: not its data any more.
             log.info("delivery.dropped", reason="instance moved to another store")
             return "dropped"
+        if event.kind == "webhook" and _polled_already(event, instance, webhook_id):
+            log.info("delivery.dropped", reason="the poller already reported this change")
+            return "dropped"
         return _post(ctx.client, url, envelope.build(event, instance), instance, webhook_id)
+
+
+def _polled_already(event: InboxItem, instance: Instance, webhook_id: str) -> bool:
+    """True when polling (ours, or results posted from outside) already forwarded this change;
+    otherwise records that this webhook reports it (workers/changes.py)."""
+    what = envelope.meaning(event)
+    if what.object_type not in OBJECTS or what.event_type not in ("CREATED", "UPDATED", "DELETED"):
+        return False
+    change = Change(what.object_type, what.object_id, what.event_type, event.event_created, None)
+    ctx = context.current()
+    ttl = marker_ttl(instance, ctx.settings.dedup_ttl)
+    return not PollStore(ctx.redis).claim_webhook_change(instance.id, change, webhook_id, ttl)
 
 
 def _post(client: httpx.Client, url: str, body: bytes, instance: Instance, webhook_id: str) -> str:

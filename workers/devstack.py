@@ -1,7 +1,7 @@
 """`ecwid-relay dev`: the whole relay in one command, for a laptop.
 
 Starts and supervises an embedded redis-server (unless RELAY_REDIS_URL is set),
-one receiver and N workers as child processes. A child that dies is restarted.
+one receiver, N workers and the polling scheduler as child processes. A child that dies is restarted.
 Ctrl-C (or SIGTERM) stops the receiver and workers first, then Redis, so that
 every acknowledged event is on disk before Redis exits.
 """
@@ -151,7 +151,8 @@ def run(settings: Settings, environ: Mapping[str, str], *, host: str, port: int,
     command = [sys.executable, "-m", "workers.cli"]
     children = [Child("receiver", [*command, "serve", "--host", host, "--port", str(port)])]
     children += [Child(f"worker-{n}", [*command, "worker"]) for n in range(1, workers + 1)]
-    say(f"receiver on http://{host}:{port}, {workers} worker(s); Ctrl-C stops everything")
+    children.append(Child("scheduler", [*command, "scheduler"]))
+    say(f"receiver on http://{host}:{port}, {workers} worker(s), polling scheduler; Ctrl-C stops everything")
     say(f"secrets for curl: . {data_dir / 'secrets.env'}")
     try:
         Supervisor(children, env).run()

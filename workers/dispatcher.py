@@ -21,7 +21,7 @@ import time
 
 import redis
 import structlog
-from rq import Queue
+from rq import Queue, Retry
 
 from workers import delivery, keys
 from workers.inbox import InboxItem
@@ -40,6 +40,7 @@ class Dispatcher:
     def __init__(self, connection: redis.Redis, queue: Queue, name: str) -> None:
         self.redis = connection
         self.queue = queue
+        self.poll_queue = Queue(keys.POLL_QUEUE, connection=queue.connection, serializer=queue.serializer)
         self.name = name
         self.processing = keys.dispatching(name)
         self._last_heartbeat = 0.0
@@ -108,6 +109,7 @@ class Dispatcher:
 
     def dispatch(self, items: list[bytes]) -> None:
         jobs = []
+        results = []
         malformed = []
         for raw in items:
             try:
@@ -116,6 +118,17 @@ class Dispatcher:
                 malformed.append(raw)
                 continue
             text = raw.decode()
+            if item.kind == "results":
+                # Polling results posted from outside: classified by a job, like our own rounds.
+                results.append(
+                    Queue.prepare_data(
+                        "workers.polling.ingest_results", args=(text,), job_id="res-" + item.event_id,
+                        timeout=120, result_ttl=0, failure_ttl=delivery.FAILURE_TTL,
+                        retry=Retry(max=5, interval=[1, 5, 30, 120, 600]),
+                        description=f"classify {item.event_type} results for instance {item.instances[0]}",
+                    )
+                )  # fmt: skip
+                continue
             for instance_id in item.instances:
                 jobs.append(
                     Queue.prepare_data(
@@ -132,6 +145,8 @@ class Dispatcher:
         with self.redis.pipeline(transaction=True) as pipe:
             if jobs:
                 self.queue.enqueue_many(jobs, pipeline=pipe)
+            if results:
+                self.poll_queue.enqueue_many(results, pipeline=pipe)
             if malformed:
                 pipe.lpush(DEAD_LETTERS, *malformed)
             pipe.delete(self.processing)

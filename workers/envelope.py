@@ -39,10 +39,36 @@ def iso_date(unix_seconds: int) -> str:
     return datetime.fromtimestamp(unix_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def events(item: InboxItem) -> list[dict[str, Any]]:
+    """The normalised `events` of the notification: one per webhook, up to 10 per polled batch."""
+    if item.kind == "poll":
+        return [
+            {
+                "elementKey": "ecwid",
+                "hubKey": "ecommerce",
+                "objectType": event["objectType"],
+                "objectId": event["objectId"],
+                "eventType": event["eventType"],
+                "date": iso_date(int(event["updated"])),
+            }
+            for event in item.events
+        ]
+    what = meaning(item)
+    return [
+        {
+            "elementKey": "ecwid",
+            "hubKey": "ecommerce",
+            "objectType": what.object_type,
+            "objectId": what.object_id,
+            "eventType": what.event_type,
+            "date": iso_date(item.event_created),
+        }
+    ]
+
+
 def build(item: InboxItem, instance: Instance) -> bytes:
     """The exact bytes to send (and sign) for `item` at `instance`. Pure; never raises
     for an item the receiver accepted."""
-    what = meaning(item)
     message: dict[str, Any] = {
         "eventId": item.notification_id(instance.id),
         "elementKey": "ecwid",
@@ -51,16 +77,7 @@ def build(item: InboxItem, instance: Instance) -> bytes:
         "instanceName": instance.name,
         "instanceTags": list(instance.tags),
         "userId": instance.owner,
-        "events": [
-            {
-                "elementKey": "ecwid",
-                "hubKey": "ecommerce",
-                "objectType": what.object_type,
-                "objectId": what.object_id,
-                "eventType": what.event_type,
-                "date": iso_date(item.event_created),
-            }
-        ],
+        "events": events(item),
     }
     if instance.filter_nulls:
         message["raw"] = strip_nulls(orjson.loads(item.raw))

@@ -15,7 +15,10 @@ from typing import Any, Literal
 
 import orjson
 
-Kind = Literal["webhook", "ion"]
+# webhook, ion: one Ecwid event. poll: up to 10 polled changes, `events` lists them and
+# `raw` is the JSON array of the Ecwid items they came from. results: an outside
+# scheduler's list response for `event_type` (an objectType), still to be classified.
+Kind = Literal["webhook", "ion", "poll", "results"]
 
 # Namespace for notification ids, so the same (event, instance) always gets the same id.
 _NOTIFICATION_NS = uuid.UUID("6f1c3b1e-2a6e-4d53-9a8e-0c1e5d7a9b42")
@@ -33,6 +36,7 @@ class InboxItem:
     instances: tuple[int, ...]
     received: float
     raw: str
+    events: tuple[dict[str, Any], ...] = ()
 
     @property
     def key(self) -> str:
@@ -57,6 +61,7 @@ class InboxItem:
                 "instances": list(self.instances),
                 "received": self.received,
                 "raw": self.raw,
+                **({"events": list(self.events)} if self.events else {}),
             }
         )
 
@@ -77,4 +82,5 @@ class InboxItem:
             instances=tuple(int(i) for i in doc["instances"]),
             received=float(doc["received"]),
             raw=str(doc["raw"]),
+            events=tuple(doc.get("events", ())),
         )

@@ -86,6 +86,35 @@ class Instance:
             return None
         return self.configuration.get("ecwid.ion.secret")
 
+    @property
+    def vendor(self) -> str:
+        """How events reach us: "webhook" (Ecwid pushes) or "polling" (we ask)."""
+        return cfg.effective(self.configuration, "event.vendor.type") or "webhook"
+
+    @property
+    def polls(self) -> bool:
+        """True when the poller should run for this instance (failures aside)."""
+        return self.subscribed and self.vendor == "polling"
+
+    @property
+    def api_token(self) -> str | None:
+        """The Ecwid REST API token: a custom app's `ecwid.api.token`, else the OAuth grant's."""
+        return self.configuration.get("ecwid.api.token") or self.provider.get("access_token") or None
+
+    @property
+    def poll_interval(self) -> int:
+        """Minutes between polling rounds."""
+        return int(cfg.effective(self.configuration, "event.poller.refresh_interval") or "15")
+
+    @property
+    def poll_objects(self) -> tuple[str, ...]:
+        return tuple((cfg.effective(self.configuration, "event.objects") or "").split(","))
+
+    @property
+    def created_epoch(self) -> int:
+        """When the instance was created, in unix seconds (where polling starts from)."""
+        return int(datetime.strptime(self.created, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp())
+
     # -- storage ----------------------------------------------------------------------
 
     def dumps(self) -> bytes:

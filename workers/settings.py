@@ -19,6 +19,8 @@ DEFAULT_OAUTH_URL = "https://my.ecwid.com/api/oauth"
 DEFAULT_API_URL = "https://app.ecwid.com/api/v3"
 # Ecwid retries for 24 h; deduplicating for 25 h covers its whole retry window.
 MIN_DEDUP_TTL = 25 * 3600
+# Consecutive failed polling rounds before polling stops (the Cloud Elements production value).
+DEFAULT_POLL_FAILURE_LIMIT = 100
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -52,6 +54,7 @@ class Settings:
     callback_allow_nets: tuple[IPNetwork, ...] = ()
     dedup_ttl: int = MIN_DEDUP_TTL
     log_level: str = "info"
+    poll_failure_limit: int = DEFAULT_POLL_FAILURE_LIMIT
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -74,6 +77,9 @@ class Settings:
             callback_allow_nets=_networks("RELAY_CALLBACK_ALLOW_NETS", get("RELAY_CALLBACK_ALLOW_NETS")),
             dedup_ttl=_dedup_ttl(get("RELAY_DEDUP_TTL")),
             log_level=_log_level(get("RELAY_LOG_LEVEL")),
+            poll_failure_limit=_positive(
+                "RELAY_POLL_FAILURE_LIMIT", get("RELAY_POLL_FAILURE_LIMIT"), DEFAULT_POLL_FAILURE_LIMIT
+            ),  # fmt: skip
         )
 
     def require_redis_url(self) -> str:
@@ -139,6 +145,14 @@ def _dedup_ttl(value: str | None) -> int:
     if seconds < MIN_DEDUP_TTL:
         raise SettingsError(f"RELAY_DEDUP_TTL must be at least {MIN_DEDUP_TTL} (25 h, Ecwid retries for 24 h)")
     return seconds
+
+
+def _positive(name: str, value: str | None, default: int) -> int:
+    if value is None:
+        return default
+    if not value.isascii() or not value.isdigit() or int(value) < 1:
+        raise SettingsError(f"{name} must be a whole number, at least 1")
+    return int(value)
 
 
 def _log_level(value: str | None) -> str:

@@ -1,9 +1,10 @@
-"""`ecwid-relay worker`: one process that delivers events.
+"""`ecwid-relay worker`: one process that delivers events and runs polling rounds.
 
 It runs three things over one Redis:
 
-* an RQ `SimpleWorker` in the main thread, executing delivery jobs in-process so
-  that one keep-alive `httpx.Client` serves every job (no fork per job);
+* an RQ `SimpleWorker` in the main thread, executing jobs in-process so that one
+  keep-alive `httpx.Client` serves every job (no fork per job). It works two
+  queues: deliveries first, then polling rounds (workers/polling.py);
 * the dispatcher thread (workers/dispatcher.py), feeding RQ from the inbox;
 * RQ's scheduler, in a thread, so that delayed retries are enqueued when due.
   Every worker runs one; RQ's lock makes exactly one of them active per queue.
@@ -30,6 +31,7 @@ from rq.serializers import JSONSerializer
 from workers import context, keys, logs
 from workers.delivery import DeliveryFailed
 from workers.dispatcher import Dispatcher
+from workers.ecwid_api import api_client
 from workers.settings import Settings
 from workers.transport import callback_client
 
@@ -69,18 +71,29 @@ def connect(url: str, **options: Any) -> redis.Redis:
     return redis.Redis.from_url(url, health_check_interval=10, **options)
 
 
+def build_context(settings: Settings) -> context.WorkerContext:
+    """The clients jobs share in this process (see workers/context.py)."""
+    return context.WorkerContext(
+        settings=settings,
+        redis=connect(settings.require_redis_url(), socket_timeout=5),
+        client=callback_client(settings.callback_allow_nets),
+        ecwid=api_client(),
+    )
+
+
 def run(settings: Settings, *, burst: bool = False, name: str | None = None) -> int:
     """Run a worker until it is told to stop (or, with `burst`, until the queue is empty)."""
     logs.configure(settings.log_level, role="worker")
     url = settings.require_redis_url()
     name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    client = callback_client(settings.callback_allow_nets)
-    context.install(context.WorkerContext(settings=settings, redis=connect(url, socket_timeout=5), client=client))
+    ctx = build_context(settings)
+    context.install(ctx)
 
     rq_connection = connect(url)
-    queue = Queue(keys.DELIVERY_QUEUE, connection=rq_connection, serializer=JSONSerializer)
+    # Deliveries first: a worker takes a polling round only when no delivery is waiting.
+    queues = [Queue(name, connection=rq_connection, serializer=JSONSerializer) for name in keys.QUEUES]
     worker = RelayWorker(
-        [queue], connection=rq_connection, serializer=JSONSerializer, name=name,
+        queues, connection=rq_connection, serializer=JSONSerializer, name=name,
         maintenance_interval=MAINTENANCE_INTERVAL,
     )  # fmt: skip
 
@@ -90,7 +103,7 @@ def run(settings: Settings, *, burst: bool = False, name: str | None = None) -> 
         Queue(keys.DELIVERY_QUEUE, connection=connect(url, socket_timeout=10), serializer=JSONSerializer),
         name,
     )
-    scheduler = _ThreadedScheduler([queue], connection=connect(url, socket_timeout=10), serializer=JSONSerializer)
+    scheduler = _ThreadedScheduler(queues, connection=connect(url, socket_timeout=10), serializer=JSONSerializer)
     threads = [
         threading.Thread(target=dispatcher.run, args=(stop,), name="dispatcher", daemon=True),
         threading.Thread(target=_run_scheduler, args=(scheduler, stop), name="rq-scheduler", daemon=True),
@@ -112,7 +125,8 @@ def run(settings: Settings, *, burst: bool = False, name: str | None = None) -> 
         scheduler.request_stop()  # type: ignore[no-untyped-call]
         for thread in threads:
             thread.join(timeout=15)
-        client.close()
+        ctx.client.close()
+        ctx.ecwid.close()
         log.info("worker.stopped", name=name)
     return 0
 

@@ -27,6 +27,8 @@ def test_reads_every_setting() -> None:
     assert settings.ecwid_oauth_url == "https://my.ecwid.com/api/oauth"
     assert settings.ecwid_api_url == "https://app.ecwid.com/api/v3"
     assert settings.dedup_ttl == 25 * 3600
+    assert settings.poll_failure_limit == 100
+    assert Settings.from_env({**GOOD, "RELAY_POLL_FAILURE_LIMIT": "7"}).poll_failure_limit == 7
 
 
 def test_defaults_and_empty_values() -> None:
@@ -62,6 +64,9 @@ def test_repr_masks_secrets() -> None:
         ("RELAY_DEDUP_TTL", "3600"),
         ("RELAY_DEDUP_TTL", "soon"),
         ("RELAY_LOG_LEVEL", "loud"),
+        ("RELAY_POLL_FAILURE_LIMIT", "0"),
+        ("RELAY_POLL_FAILURE_LIMIT", "²"),
+        ("RELAY_POLL_FAILURE_LIMIT", "-5"),
     ],
 )
 def test_bad_value_names_the_variable(name: str, value: str) -> None:
