@@ -137,6 +137,7 @@ class InstanceStore:
             pipe.delete(keys.instance(instance_id))
             pipe.srem(keys.user_instances(owner), instance_id)
             pipe.srem(keys.store_instances(instance.store_id), instance_id)
+            pipe.delete(keys.instance_deliveries(instance_id))  # its records expire with the retention
             _schedule(pipe, instance, None, resume=False, disabled=False)
             await pipe.execute()
 

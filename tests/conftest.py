@@ -88,6 +88,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
         RELAY_LOG_LEVEL="info",
         RELAY_ECWID_API_URL=settings.ecwid_api_url,
         RELAY_POLL_FAILURE_LIMIT=str(settings.poll_failure_limit),
+        RELAY_EVENT_RETENTION=str(settings.event_retention),
         PYTHONPATH=str(ROOT),
     )
     return env

@@ -19,7 +19,7 @@ def test_every_setting_is_in_the_settings_table() -> None:
     in_code = set(re.findall(r'get\("(RELAY_[A-Z_]+)"\)', SETTINGS_SOURCE))
     in_table = set(re.findall(r"^\| `(RELAY_[A-Z_]+)`", table_after("## Settings"), re.M))
     assert in_code == in_table
-    assert len(in_code) == 11
+    assert len(in_code) == 12
 
 
 def test_every_configuration_key_is_documented() -> None:

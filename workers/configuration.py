@@ -7,6 +7,7 @@ normalised to their string form here.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,7 +16,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-Kind = Literal["bool", "text", "url", "minutes", "vendor", "notification", "objects", "store"]
+Kind = Literal["bool", "text", "url", "minutes", "vendor", "notification", "objects", "store", "scheme", "whsec"]
+SCHEMES = ("elements", "standard", "both")
 
 POLLABLE_OBJECTS = ("orders", "products", "customers", "categories", "carts")
 MASK = "********"
@@ -37,6 +39,8 @@ KEYS: dict[str, Key] = {
         Key("event.notification.type", "notification", "webhook"),
         Key("event.notification.callback.url", "url"),
         Key("event.notification.signature.key", "text", secret=True),
+        Key("event.notification.signature.scheme", "scheme", "elements"),
+        Key("event.notification.standardwebhooks.secret", "whsec", secret=True),
         Key("event.poller.refresh_interval", "minutes", "15"),
         Key("event.objects", "objects", ",".join(POLLABLE_OBJECTS)),
         Key("filter.response.nulls", "bool", "true"),
@@ -113,6 +117,11 @@ def _normalize_value(key: Key, value: object) -> tuple[str, str | None]:
         if lowered == "polling":
             return "polling", None
         return "", "must be webhook or polling"
+    if key.kind == "scheme":
+        lowered = text.lower()
+        return (lowered, None) if lowered in SCHEMES else ("", "must be one of " + ", ".join(SCHEMES))
+    if key.kind == "whsec":
+        return (text, None) if _whsec_ok(text) else ("", "must be whsec_ followed by 24 to 64 base64-encoded bytes")
     if key.kind == "notification":
         return (text, None) if text.lower() == "webhook" else ("", "must be webhook")
     if key.kind == "minutes":
@@ -135,6 +144,17 @@ def _normalize_value(key: Key, value: object) -> tuple[str, str | None]:
     if not text:
         return "", "must not be empty"
     return text, None
+
+
+def _whsec_ok(text: str) -> bool:
+    """A Standard Webhooks symmetric secret: `whsec_` + base64 of 24 to 64 random bytes."""
+    if not text.startswith("whsec_"):
+        return False
+    try:
+        raw = base64.b64decode(text[6:] + "=" * (-len(text[6:]) % 4), validate=True)
+    except ValueError:
+        return False
+    return 24 <= len(raw) <= 64
 
 
 _CONTROL = re.compile(r"[\x00-\x20\x7f]")
@@ -186,6 +206,13 @@ def cross_check(config: Mapping[str, str]) -> list[str]:
         errors.append("event.notification.callback.url is required when event.notification.enabled is true")
     if is_true(config, "ecwid.ion.enabled") and len(config.get("ecwid.ion.secret") or "") < 16:
         errors.append("ecwid.ion.secret of at least 16 characters is required when ecwid.ion.enabled is true")
+    if effective(config, "event.notification.signature.scheme") in ("standard", "both") and not config.get(
+        "event.notification.standardwebhooks.secret"
+    ):
+        errors.append(
+            "event.notification.standardwebhooks.secret (whsec_...) is required when "
+            "event.notification.signature.scheme is standard or both"
+        )
     return errors
 
 

@@ -1,23 +1,28 @@
-"""The delivery job: POST one event to one instance's callback URL.
+"""The delivery job: POST one event to one instance's callback URL, and log what happened.
 
-Retries are RQ's: a failed attempt raises `DeliveryFailed`, and RQ reschedules
-the job on the Cloud Elements schedule (4^n seconds, 9 retries, about 73 hours in
-all). After the last retry the job stays in RQ's failed registry, where it can be
-inspected and requeued. Failures that retrying cannot fix (the SSRF guard refused
-the host) skip the remaining retries and go straight to the failed registry.
+Each attempt is written to the event log (workers/delivery_log.py). What a
+failure means is decided in workers/failures.py: a retryable one returns RQ's
+`Retry` with the delay to wait (the Cloud Elements schedule, 4^n seconds and 9
+retries, or the receiver's `Retry-After`), so RQ's scheduler runs it again; a
+permanent one, or the last, raises `DeliveryFailed` and the job waits in RQ's
+failed registry while the event log says FAILED and why.
 """
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import httpx
 import structlog
 from rq import Retry, get_current_job
+from standardwebhooks.webhooks import Webhook
 
 from workers import context, envelope, keys
 from workers.changes import OBJECTS, Change
+from workers.delivery_log import BODY_EXCERPT, DeliveryLog, attempt_entry, now_ms
+from workers.failures import RETRY_SCHEDULE, Verdict, judge_status, next_delay, retry_after
 from workers.inbox import InboxItem
 from workers.instances import Instance
 from workers.poll_store import PollStore, marker_ttl
@@ -26,18 +31,12 @@ from workers.transport import TOTAL_TIMEOUT, CallbackRefused, deadline
 
 log = structlog.get_logger(logger_name="workers.delivery")
 
-RETRY_SCHEDULE = [4**attempt for attempt in range(1, 10)]
 JOB_TIMEOUT = 60  # seconds; a delivery takes at most TOTAL_TIMEOUT plus building the body
 FAILURE_TTL = 30 * 24 * 3600
-EXCERPT_BYTES = 2048
-
-
-def retry_policy() -> Retry:
-    return Retry(max=len(RETRY_SCHEDULE), interval=RETRY_SCHEDULE)
 
 
 class DeliveryFailed(Exception):
-    """One delivery attempt failed; RQ retries it unless it was marked permanent."""
+    """The delivery failed for good: permanently, or with its retries spent."""
 
 
 def safe_url(url: str) -> str:
@@ -46,12 +45,12 @@ def safe_url(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
 
-def deliver(item: str, instance_id: int) -> str:
+def deliver(item: str, instance_id: int) -> str | Retry:
     """Deliver inbox `item` to instance `instance_id`.
 
-    Returns "delivered" on a 2xx, or "dropped" when the instance was deleted,
-    disabled or unsubscribed meanwhile (logged, not retried). Raises
-    `DeliveryFailed` on any other outcome, which RQ retries.
+    Returns "delivered" on a 2xx, "skipped" when the instance was deleted, disabled,
+    unsubscribed or moved meanwhile, or when polling already reported the change, and
+    RQ's `Retry` after a retryable failure. Raises `DeliveryFailed` when it fails for good.
     """
     event = InboxItem.loads(item)
     webhook_id = event.notification_id(instance_id)
@@ -59,25 +58,111 @@ def deliver(item: str, instance_id: int) -> str:
         event_id=event.event_id, store_id=event.store_id, instance_id=instance_id, webhook_id=webhook_id
     ):
         ctx = context.current()
+        events_log = DeliveryLog(ctx.redis, ctx.settings.event_retention)
         # The instance is read now, not at ingest: a changed callback URL applies to queued events.
         stored = ctx.redis.get(keys.instance(instance_id))
-        if stored is None:
-            log.info("delivery.dropped", reason="instance deleted")
-            return "dropped"
-        instance = Instance.loads(stored)
-        url = instance.callback_url
-        if not instance.subscribed or url is None:
-            reason = "instance disabled" if instance.disabled else "events not enabled"
-            log.info("delivery.dropped", reason=reason)
-            return "dropped"
-        if instance.store_id != event.store_id:
-            # The instance was moved to another store after this event was queued: not its data any more.
-            log.info("delivery.dropped", reason="instance moved to another store")
-            return "dropped"
-        if event.kind == "webhook" and _polled_already(event, instance, webhook_id):
-            log.info("delivery.dropped", reason="the poller already reported this change")
-            return "dropped"
-        return _post(ctx.client, url, envelope.build(event, instance), instance, webhook_id)
+        instance = Instance.loads(stored) if stored is not None else None
+        reason = _why_skip(event, instance, webhook_id)
+        if reason is not None or instance is None or instance.callback_url is None:
+            reason = reason or "instance deleted"
+            log.info("delivery.skipped", reason=reason)
+            events_log.mark(webhook_id, "SKIPPED", reason)
+            return "skipped"
+        body = envelope.build(event, instance)
+        return _attempt(ctx.client, events_log, instance.callback_url, body, instance, webhook_id)
+
+
+def _why_skip(event: InboxItem, instance: Instance | None, webhook_id: str) -> str | None:
+    if instance is None:
+        return "instance deleted"
+    if not instance.subscribed or instance.callback_url is None:
+        return "instance disabled" if instance.disabled else "events not enabled"
+    if instance.store_id != event.store_id:
+        # The instance was moved to another store after this event was queued: not its data any more.
+        return "instance moved to another store"
+    if event.kind == "webhook" and _polled_already(event, instance, webhook_id):
+        return "the poller already reported this change"
+    return None
+
+
+def _headers(instance: Instance, webhook_id: str, body: bytes) -> dict[str, str]:
+    """Content type, ids and signatures: Cloud Elements', Standard Webhooks', or both."""
+    headers = {"Content-Type": "application/json", "Elements-Webhook-Id": webhook_id}
+    scheme = instance.signature_scheme
+    if scheme in ("elements", "both") and instance.signature_key:
+        headers["Elements-Webhook-Signature"] = elements_signature(instance.signature_key, body)
+    if scheme in ("standard", "both") and instance.standard_secret:
+        # A fresh timestamp per attempt (the spec's replay protection); the same webhook-id throughout.
+        now = datetime.now(UTC)
+        headers["webhook-id"] = webhook_id
+        headers["webhook-timestamp"] = str(int(now.timestamp()))
+        headers["webhook-signature"] = Webhook(instance.standard_secret).sign(webhook_id, now, body.decode())
+    return headers
+
+
+def _attempt(
+    client: httpx.Client, events_log: DeliveryLog, url: str, body: bytes, instance: Instance, webhook_id: str
+) -> str | Retry:
+    headers = _headers(instance, webhook_id, body)
+    started = time.monotonic()
+    target = safe_url(url)
+    status: int | None = None
+    excerpt = b""
+    asked: int | None = None
+    try:
+        with deadline(TOTAL_TIMEOUT), client.stream("POST", url, content=body, headers=headers) as response:
+            excerpt = _read_excerpt(response)
+            status = response.status_code
+            asked = retry_after(response.headers.get("retry-after"))
+    except (CallbackRefused, httpx.InvalidURL, ValueError) as exc:
+        # Retrying cannot change the answer.
+        verdict = Verdict(False, f"{type(exc).__name__}: {exc}")
+    except httpx.HTTPError as exc:
+        verdict = Verdict(True, type(exc).__name__)
+    else:
+        if 200 <= status < 300:
+            ms = _ms(started)
+            events_log.attempted(webhook_id, attempt_entry(status, None, ms, excerpt), "NOTIFIED")
+            log.info("delivery.succeeded", url=target, status=status, ms=ms)
+            return "delivered"
+        verdict = judge_status(status)
+    ms = _ms(started)
+    entry = attempt_entry(status, None if status else verdict.reason, ms, excerpt)
+    job = get_current_job()
+    retries_done = (job.number_of_retries or 0) if job is not None else len(RETRY_SCHEDULE)
+    delay = next_delay(retries_done, asked) if verdict.retry else None
+    if delay is None:
+        reason = (
+            verdict.reason
+            if not verdict.retry
+            else f"gave up after {retries_done + 1} attempts; last: {verdict.reason}"
+        )
+        events_log.attempted(webhook_id, entry, "FAILED", reason=reason)
+        log.error("delivery.failed", url=target, ms=ms, status=status, reason=reason, body=_text(excerpt))
+        raise DeliveryFailed(reason)
+    events_log.attempted(webhook_id, entry, "DISPATCHED", next_attempt=now_ms() + delay * 1000, reason=verdict.reason)
+    log.warning("delivery.attempt_failed", url=target, ms=ms, status=status, reason=verdict.reason,
+                body=_text(excerpt), retry_in=delay, retries_left=len(RETRY_SCHEDULE) - retries_done)  # fmt: skip
+    return Retry(max=len(RETRY_SCHEDULE), interval=delay)
+
+
+def _text(excerpt: bytes) -> str:
+    return excerpt[:512].decode("utf-8", "replace")
+
+
+def _ms(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 1)
+
+
+def _read_excerpt(response: httpx.Response) -> bytes:
+    """The start of the response body, for the log. Reads at most 64 KiB so that
+    a well-behaved small response leaves the connection reusable."""
+    chunks = bytearray()
+    for chunk in response.iter_raw():
+        chunks.extend(chunk)
+        if len(chunks) >= 65536:
+            break
+    return bytes(chunks[:BODY_EXCERPT])
 
 
 def _polled_already(event: InboxItem, instance: Instance, webhook_id: str) -> bool:
@@ -90,56 +175,3 @@ def _polled_already(event: InboxItem, instance: Instance, webhook_id: str) -> bo
     ctx = context.current()
     ttl = marker_ttl(instance, ctx.settings.dedup_ttl)
     return not PollStore(ctx.redis).claim_webhook_change(instance.id, change, webhook_id, ttl)
-
-
-def _post(client: httpx.Client, url: str, body: bytes, instance: Instance, webhook_id: str) -> str:
-    headers = {"Content-Type": "application/json", "Elements-Webhook-Id": webhook_id}
-    if instance.signature_key:
-        headers["Elements-Webhook-Signature"] = elements_signature(instance.signature_key, body)
-    started = time.monotonic()
-    target = safe_url(url)
-    try:
-        with deadline(TOTAL_TIMEOUT), client.stream("POST", url, content=body, headers=headers) as response:
-            excerpt = _read_excerpt(response)
-            status = response.status_code
-    except (CallbackRefused, httpx.InvalidURL, ValueError) as exc:
-        # Retrying cannot change the answer: skip the remaining retries.
-        _no_more_retries()
-        log.error("delivery.refused", url=target, error=f"{type(exc).__name__}: {exc}")
-        raise DeliveryFailed(str(exc)) from None
-    except httpx.HTTPError as exc:
-        _log_failure(target, started, error=type(exc).__name__)
-        raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from None
-    elapsed_ms = round((time.monotonic() - started) * 1000, 1)
-    if 200 <= status < 300:
-        log.info("delivery.succeeded", url=target, status=status, ms=elapsed_ms)
-        return "delivered"
-    _log_failure(target, started, status=status, body=excerpt.decode("utf-8", "replace"))
-    raise DeliveryFailed(f"callback answered {status}")
-
-
-def _read_excerpt(response: httpx.Response) -> bytes:
-    """The start of the response body, for the log. Reads at most 64 KiB so that
-    a well-behaved small response leaves the connection reusable."""
-    chunks = bytearray()
-    for chunk in response.iter_raw():
-        chunks.extend(chunk)
-        if len(chunks) >= 65536:
-            break
-    return bytes(chunks[:EXCERPT_BYTES])
-
-
-def _no_more_retries() -> None:
-    job = get_current_job()
-    if job is not None:
-        job.retries_left = 0
-
-
-def _log_failure(target: str, started: float, **details: object) -> None:
-    job = get_current_job()
-    retries_left = job.retries_left if job is not None else None
-    elapsed_ms = round((time.monotonic() - started) * 1000, 1)
-    if retries_left:
-        log.warning("delivery.attempt_failed", url=target, ms=elapsed_ms, retries_left=retries_left, **details)
-    else:
-        log.error("delivery.gave_up", url=target, ms=elapsed_ms, **details)

@@ -19,11 +19,14 @@ from __future__ import annotations
 import threading
 import time
 
+import orjson
 import redis
 import structlog
 from rq import Queue, Retry
+from rq.queue import EnqueueData
 
 from workers import delivery, keys
+from workers.delivery_log import DeliveryLog
 from workers.inbox import InboxItem
 
 log = structlog.get_logger(logger_name="workers.dispatcher")
@@ -37,9 +40,10 @@ DEAD_LETTERS = keys.PREFIX + "inbox:malformed"
 
 
 class Dispatcher:
-    def __init__(self, connection: redis.Redis, queue: Queue, name: str) -> None:
+    def __init__(self, connection: redis.Redis, queue: Queue, name: str, retention: int) -> None:
         self.redis = connection
         self.queue = queue
+        self.log = DeliveryLog(connection, retention)
         self.poll_queue = Queue(keys.POLL_QUEUE, connection=queue.connection, serializer=queue.serializer)
         self.name = name
         self.processing = keys.dispatching(name)
@@ -108,8 +112,10 @@ class Dispatcher:
         return len(items)
 
     def dispatch(self, items: list[bytes]) -> None:
-        jobs = []
-        results = []
+        jobs: list[EnqueueData] = []
+        results: list[EnqueueData] = []
+        records: list[tuple[InboxItem, int, str]] = []  # event log entries: (item, instance, job id)
+        replays: list[tuple[str, str]] = []  # (notification id, job id)
         malformed = []
         for raw in items:
             try:
@@ -117,36 +123,28 @@ class Dispatcher:
             except (ValueError, KeyError, TypeError):
                 malformed.append(raw)
                 continue
-            text = raw.decode()
             if item.kind == "results":
-                # Polling results posted from outside: classified by a job, like our own rounds.
-                results.append(
-                    Queue.prepare_data(
-                        "workers.polling.ingest_results", args=(text,), job_id="res-" + item.event_id,
-                        timeout=120, result_ttl=0, failure_ttl=delivery.FAILURE_TTL,
-                        retry=Retry(max=5, interval=[1, 5, 30, 120, 600]),
-                        description=f"classify {item.event_type} results for instance {item.instances[0]}",
+                results.append(_results_job(item, raw.decode()))
+            elif item.kind == "replay":
+                for notification, job in self._replay_jobs(item):
+                    jobs.append(job)
+                    replays.append((notification, job.job_id or ""))
+            else:
+                for instance_id in item.instances:
+                    job = _delivery_job(
+                        item, raw.decode(), instance_id, "dlv-" + _hex(item.notification_id(instance_id))
                     )
-                )  # fmt: skip
-                continue
-            for instance_id in item.instances:
-                jobs.append(
-                    Queue.prepare_data(
-                        "workers.delivery.deliver",
-                        args=(text, instance_id),
-                        job_id="dlv-" + item.notification_id(instance_id).replace("-", ""),
-                        timeout=delivery.JOB_TIMEOUT,
-                        result_ttl=0,
-                        failure_ttl=delivery.FAILURE_TTL,
-                        retry=delivery.retry_policy(),
-                        description=f"deliver {item.event_type} {item.key} to instance {instance_id}",
-                    )
-                )
+                    jobs.append(job)
+                    records.append((item, instance_id, job.job_id or ""))
         with self.redis.pipeline(transaction=True) as pipe:
             if jobs:
                 self.queue.enqueue_many(jobs, pipeline=pipe)
             if results:
                 self.poll_queue.enqueue_many(results, pipeline=pipe)
+            for item, instance_id, job_id in records:
+                self.log.received(pipe, item, instance_id, job_id)
+            for notification, job_id in replays:
+                self.log.replayed(pipe, notification, job_id)
             if malformed:
                 pipe.lpush(DEAD_LETTERS, *malformed)
             pipe.delete(self.processing)
@@ -154,3 +152,43 @@ class Dispatcher:
         if malformed:
             log.error("dispatcher.malformed_items", count=len(malformed), kept_in=DEAD_LETTERS)
         log.debug("dispatcher.dispatched", events=len(items) - len(malformed), jobs=len(jobs))
+
+    def _replay_jobs(self, request: InboxItem) -> list[tuple[str, EnqueueData]]:
+        """Delivery jobs for the notifications a replay request names that the log still holds.
+        Each keeps its notification id (receivers deduplicate on it) under a new job id."""
+        instance_id = request.instances[0]
+        found = []
+        for notification in orjson.loads(request.raw):
+            stored = self.redis.hmget(keys.delivery(notification), "item", "replays", "instance")
+            item, replays, owner = (None if v is None else v.decode() for v in stored)  # type: ignore[union-attr]
+            if item is None or owner != str(instance_id):
+                continue  # expired meanwhile, or not this instance's
+            job_id = f"dlv-{_hex(notification)}-r{int(replays or 0) + 1}"
+            found.append((notification, _delivery_job(InboxItem.loads(item), item, instance_id, job_id)))
+        return found
+
+
+def _hex(notification: str) -> str:
+    return notification.replace("-", "")
+
+
+def _delivery_job(item: InboxItem, text: str, instance_id: int, job_id: str) -> EnqueueData:
+    return Queue.prepare_data(
+        "workers.delivery.deliver",
+        args=(text, instance_id),
+        job_id=job_id,
+        timeout=delivery.JOB_TIMEOUT,
+        result_ttl=0,
+        failure_ttl=delivery.FAILURE_TTL,
+        description=f"deliver {item.event_type} {item.key} to instance {instance_id}",
+    )
+
+
+def _results_job(item: InboxItem, text: str) -> EnqueueData:
+    """Polling results posted from outside: classified by a job, like our own rounds."""
+    return Queue.prepare_data(
+        "workers.polling.ingest_results", args=(text,), job_id="res-" + item.event_id,
+        timeout=120, result_ttl=0, failure_ttl=delivery.FAILURE_TTL,
+        retry=Retry(max=5, interval=[1, 5, 30, 120, 600]),
+        description=f"classify {item.event_type} results for instance {item.instances[0]}",
+    )  # fmt: skip

@@ -39,6 +39,10 @@ def iso_date(unix_seconds: int) -> str:
     return datetime.fromtimestamp(unix_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def iso_date_ms(unix_ms: int) -> str:
+    return datetime.fromtimestamp(unix_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
 def events(item: InboxItem) -> list[dict[str, Any]]:
     """The normalised `events` of the notification: one per webhook, up to 10 per polled batch."""
     if item.kind == "poll":

@@ -18,10 +18,16 @@ import orjson
 # webhook, ion: one Ecwid event. poll: up to 10 polled changes, `events` lists them and
 # `raw` is the JSON array of the Ecwid items they came from. results: an outside
 # scheduler's list response for `event_type` (an objectType), still to be classified.
-Kind = Literal["webhook", "ion", "poll", "results"]
+# replay: `raw` is a JSON array of notification ids of `instances[0]` to send again.
+Kind = Literal["webhook", "ion", "poll", "results", "replay"]
 
 # Namespace for notification ids, so the same (event, instance) always gets the same id.
 _NOTIFICATION_NS = uuid.UUID("6f1c3b1e-2a6e-4d53-9a8e-0c1e5d7a9b42")
+
+
+def notification_id(store_id: int, event_id: str, instance_id: int) -> str:
+    """The notification id of Ecwid event `event_id` of a store at an instance (a UUID 5)."""
+    return str(uuid.uuid5(_NOTIFICATION_NS, f"{store_id}:{event_id}:{instance_id}"))
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,7 @@ class InboxItem:
 
     def notification_id(self, instance_id: int) -> str:
         """`Elements-Webhook-Id` for this event at this instance: stable across retries."""
-        return str(uuid.uuid5(_NOTIFICATION_NS, f"{self.key}:{instance_id}"))
+        return notification_id(self.store_id, self.event_id, instance_id)
 
     def dumps(self) -> bytes:
         return orjson.dumps(

@@ -71,6 +71,15 @@ class Instance:
         return self.configuration.get("event.notification.signature.key")
 
     @property
+    def signature_scheme(self) -> str:
+        """Which signatures notifications carry: "elements", "standard" (Standard Webhooks) or "both"."""
+        return cfg.effective(self.configuration, "event.notification.signature.scheme") or "elements"
+
+    @property
+    def standard_secret(self) -> str | None:
+        return self.configuration.get("event.notification.standardwebhooks.secret")
+
+    @property
     def filter_nulls(self) -> bool:
         return cfg.is_true(self.configuration, "filter.response.nulls")
 

@@ -68,3 +68,18 @@ def change(instance_id: int, object_type: str, object_id: str) -> str:
 def ecwid_token(token_hash: str) -> str:
     """An Ecwid API token's request budget (workers/rate_limit.py); keyed by a hash of the token."""
     return f"{PREFIX}ecwid-token:{token_hash}"
+
+
+def delivery(notification_id: str) -> str:
+    """The event log record of one notification (workers/delivery_log.py)."""
+    return f"{PREFIX}delivery:{notification_id}"
+
+
+def delivery_attempts(notification_id: str) -> str:
+    """The attempts of one notification, oldest first."""
+    return f"{PREFIX}delivery:{notification_id}:attempts"
+
+
+def instance_deliveries(instance_id: int) -> str:
+    """An instance's event log index: notification ids scored by creation time (ms)."""
+    return f"{PREFIX}instance:{instance_id}:deliveries"

@@ -21,6 +21,8 @@ DEFAULT_API_URL = "https://app.ecwid.com/api/v3"
 MIN_DEDUP_TTL = 25 * 3600
 # Consecutive failed polling rounds before polling stops (the Cloud Elements production value).
 DEFAULT_POLL_FAILURE_LIMIT = 100
+# How long the event log keeps a notification's record after its last change (7 days).
+DEFAULT_EVENT_RETENTION = 7 * 24 * 3600
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -55,6 +57,7 @@ class Settings:
     dedup_ttl: int = MIN_DEDUP_TTL
     log_level: str = "info"
     poll_failure_limit: int = DEFAULT_POLL_FAILURE_LIMIT
+    event_retention: int = DEFAULT_EVENT_RETENTION
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -79,7 +82,8 @@ class Settings:
             log_level=_log_level(get("RELAY_LOG_LEVEL")),
             poll_failure_limit=_positive(
                 "RELAY_POLL_FAILURE_LIMIT", get("RELAY_POLL_FAILURE_LIMIT"), DEFAULT_POLL_FAILURE_LIMIT
-            ),  # fmt: skip
+            ),
+            event_retention=_positive("RELAY_EVENT_RETENTION", get("RELAY_EVENT_RETENTION"), DEFAULT_EVENT_RETENTION),
         )
 
     def require_redis_url(self) -> str:

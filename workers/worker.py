@@ -102,6 +102,7 @@ def run(settings: Settings, *, burst: bool = False, name: str | None = None) -> 
         connect(url, socket_timeout=10),
         Queue(keys.DELIVERY_QUEUE, connection=connect(url, socket_timeout=10), serializer=JSONSerializer),
         name,
+        settings.event_retention,
     )
     scheduler = _ThreadedScheduler(queues, connection=connect(url, socket_timeout=10), serializer=JSONSerializer)
     threads = [

@@ -84,7 +84,9 @@ def test_ssrf_guard_refuses_at_delivery_time(
         process.stop()
     assert redis_client.zcard("rq:failed:relay-deliveries") == 4
     assert callbacks.received == []
-    assert process.logs().count('"event": "delivery.refused"') == 4
+    assert process.logs().count('"event": "delivery.failed"') == 4
+    assert process.logs().count('"reason": "CallbackRefused: ') == 4  # permanent: no retry was scheduled
+    assert redis_client.zcard("rq:scheduled:relay-deliveries") == 0
 
 
 def test_nulls_forwarded_untouched_when_filter_is_off(

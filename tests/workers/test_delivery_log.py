@@ -1,0 +1,137 @@
+"""The event log stays bounded: entries expire, and an instance keeps at most so many."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import orjson
+import redis
+from standardwebhooks.webhooks import Webhook
+
+from tests.conftest import AUTH, ROOT, WorkerProcess, running_receiver, worker_env
+from tests.support.ecwid import create_custom, post_webhook, webhook
+from tests.support.servers import CallbackServer, Reply
+from workers import keys
+from workers.delivery_log import DeliveryLog
+from workers.inbox import InboxItem
+from workers.settings import Settings
+from workers.signatures import elements_signature_matches
+
+WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def item(n: int) -> InboxItem:
+    return InboxItem("webhook", 1003, f"evt-{n}", 1_700_000_000, "order.created", 42, None, (7,), time.time(), "{}")
+
+
+def test_an_instance_keeps_at_most_its_cap_and_the_oldest_records_go(redis_client: redis.Redis) -> None:
+    log = DeliveryLog(redis_client, retention=3600, max_per_instance=3)
+    for n in range(5):
+        with redis_client.pipeline(transaction=True) as pipe:
+            log.received(pipe, item(n), 7, f"job-{n}")
+            pipe.execute()
+        time.sleep(0.002)  # distinct creation times
+    kept = [m.decode() for m in redis_client.zrange(keys.instance_deliveries(7), 0, -1)]
+    assert kept == [item(n).notification_id(7) for n in (2, 3, 4)]
+    assert redis_client.exists(keys.delivery(item(0).notification_id(7))) == 0  # deleted, not left to expire
+    assert redis_client.exists(keys.delivery(item(4).notification_id(7))) == 1
+    assert 3590 < redis_client.ttl(keys.delivery(item(4).notification_id(7))) <= 3600
+
+
+def test_entries_expire_after_the_retention(
+    settings: Settings, callbacks: CallbackServer, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    short = replace(settings, event_retention=2)
+    process = WorkerProcess(short, tmp_path / "worker.log")
+    try:
+        with running_receiver(short) as running, running.client() as api:
+            instance = create_custom(api, f"{callbacks.url}/hook")
+            assert post_webhook(api, webhook("evt-1")).status_code == 200
+            callbacks.wait_for(1)
+            path = f"/instances/{instance['id']}/events/evt-1"
+            end = time.monotonic() + 5
+            while api.get(path, headers={"Authorization": AUTH}).json().get("status") != "NOTIFIED":
+                assert time.monotonic() < end
+                time.sleep(0.05)
+            assert redis_client.keys(keys.PREFIX + "delivery:*") != []
+            time.sleep(2.5)  # Redis itself expires them: nothing to clean up
+            gone = api.get(path, headers={"Authorization": AUTH})
+            assert (gone.status_code, gone.json()["message"]) == (
+                404, f"no event 'evt-1' in instance {instance['id']}'s log (entries are kept for 2 seconds)"
+            )  # fmt: skip
+            assert redis_client.keys(keys.PREFIX + "delivery:*") == []
+            assert redis_client.exists(keys.instance_deliveries(instance["id"])) == 0
+    finally:
+        process.stop()
+
+
+def test_standard_webhooks_signatures_verify_with_the_reference_library(
+    api: httpx.Client, callbacks: CallbackServer, worker: WorkerProcess
+) -> None:
+    instance = create_custom(api, f"{callbacks.url}/hook", **{
+        "event.notification.signature.scheme": "both", "event.notification.standardwebhooks.secret": WHSEC,
+        "event.notification.signature.key": "elements-key-0123456789"})  # fmt: skip
+    assert instance["configuration"]["event.notification.standardwebhooks.secret"] == "********"
+    callbacks.script = [Reply(503)]
+    assert post_webhook(api, webhook("evt-1")).status_code == 200
+    first, retried = callbacks.wait_for(2, timeout=15)
+    for request in (first, retried):
+        assert request.headers["webhook-id"] == request.headers["elements-webhook-id"]
+        Webhook(WHSEC).verify(request.body, request.headers)  # raises when it does not verify
+        signature = request.headers["elements-webhook-signature"]
+        assert elements_signature_matches(signature, "elements-key-0123456789", request.body)
+    assert first.headers["webhook-timestamp"] != retried.headers["webhook-timestamp"]  # fresh per attempt
+    assert retried.headers["webhook-id"] == first.headers["webhook-id"]
+
+
+def test_signature_scheme_settings_are_checked(api: httpx.Client, callbacks: CallbackServer) -> None:
+    def create(**config: str) -> httpx.Response:
+        body = {"element": {"key": "ecwid"}, "configuration": {
+            "ecwid.store.id": "1003", "ecwid.order.key": "k", "ecwid.product.key": "k", **config}}  # fmt: skip
+        return api.post("/instances", json=body, headers={"Authorization": AUTH})
+
+    missing = create(**{"event.notification.signature.scheme": "standard"})
+    assert (missing.status_code, missing.json()["message"]) == (400, (
+        "event.notification.standardwebhooks.secret (whsec_...) is required when "
+        "event.notification.signature.scheme is standard or both"))  # fmt: skip
+    for bad in ("not-a-secret", "whsec_c2hvcnQ=", "whsec_!!!!"):
+        response = create(**{"event.notification.standardwebhooks.secret": bad})
+        assert (response.status_code, response.json()["message"]) == (
+            400, "event.notification.standardwebhooks.secret must be whsec_ followed by 24 to 64 base64-encoded bytes"
+        )  # fmt: skip
+    wrong = create(**{"event.notification.signature.scheme": "hmac"})
+    assert wrong.json()["message"] == "event.notification.signature.scheme must be one of elements, standard, both"
+    assert api.get("/instances", headers={"Authorization": AUTH}).json() == []
+
+
+def test_the_cli_tells_what_happened_and_replays(
+    api: httpx.Client, settings: Settings, callbacks: CallbackServer, worker: WorkerProcess
+) -> None:
+    instance = create_custom(api, f"{callbacks.url}/hook")
+    callbacks.script = [Reply(409, b"conflict")]
+    assert post_webhook(api, webhook("evt-1")).status_code == 200
+    callbacks.wait_for(1)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[bytes]:
+        command = [sys.executable, "-m", "workers.cli", *args, "--instance", str(instance["id"])]
+        return subprocess.run(command, env=worker_env(settings), cwd=ROOT, capture_output=True, timeout=30)
+
+    end = time.monotonic() + 5
+    while (shown := cli("events", "--event", "evt-1")).returncode != 0 or b'"FAILED"' not in shown.stdout:
+        assert time.monotonic() < end, shown.stderr
+        time.sleep(0.1)
+    story = orjson.loads(shown.stdout)
+    assert (story["status"], story["reason"]) == ("FAILED", "HTTP 409: the endpoint rejected the notification")
+    listed = cli("events", "--status", "FAILED")
+    assert [orjson.loads(line)["eventId"] for line in listed.stdout.splitlines()] == ["evt-1"]
+    replayed = cli("replay", "--status", "FAILED")
+    assert orjson.loads(replayed.stdout) == {"instanceId": instance["id"], "queued": 1, "ids": [story["id"]]}
+    again = callbacks.wait_for(2)[1]
+    assert again.headers["elements-webhook-id"] == story["id"]
+    missing = cli("events", "--event", "evt-404")
+    assert missing.returncode == 1 and b"no event 'evt-404'" in missing.stderr
