@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, Router
 
-from receiver import ingest, instances_api
+from receiver import events_api, ingest, instances_api
 from receiver.errors import EXCEPTION_HANDLERS
 from receiver.ingest_store import IngestStore
 from receiver.instance_store import InstanceStore
@@ -79,6 +79,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/health", health, methods=["GET"]),
             *ingest.routes,
             *instances_api.routes,
+            *events_api.routes,
         ],
         middleware=[Middleware(RequestContext)],
         exception_handlers=EXCEPTION_HANDLERS,

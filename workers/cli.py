@@ -1,4 +1,4 @@
-"""The `ecwid-relay` command: dev, serve, worker, scheduler, poll, listen.
+"""The `ecwid-relay` command: dev, serve, worker, scheduler, poll, events, replay, listen.
 
 Settings are read from the environment here, once, and passed down.
 """
@@ -39,6 +39,18 @@ def parser() -> argparse.ArgumentParser:
     poll.add_argument("--once", action="store_true", required=True, help="one round, then exit")
     poll.add_argument("--instance", type=int, help="only this instance (default: every polling instance)")
 
+    events = commands.add_parser("events", help="show an instance's event log: what happened to event X")
+    events.add_argument("--instance", type=int, required=True)
+    events.add_argument("--event", help="a notification id or Ecwid's eventId (default: the newest events)")
+    events.add_argument("--status", help="comma-separated statuses to list, e.g. FAILED")
+    events.add_argument("--limit", type=int, default=20)
+
+    replay = commands.add_parser("replay", help="send finished events again, keeping their Elements-Webhook-Id")
+    replay.add_argument("--instance", type=int, required=True)
+    replay.add_argument("--event", help="one notification id or Ecwid eventId (default: every match of --status)")
+    replay.add_argument("--status", help="NOTIFIED, FAILED or SKIPPED, comma-separated (default FAILED)")
+    replay.add_argument("--limit", type=int, default=100, help="at most this many (default 100, at most 1000)")
+
     listen = commands.add_parser("listen", help="print notifications sent to a local callback URL")
     listen.add_argument("port", type=int, nargs="?", default=9000)
     listen.add_argument("--host", default="127.0.0.1")
@@ -54,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         return listen.serve(args.host, args.port, args.key)
     try:
         settings = Settings.from_env(os.environ)
-        if args.command in ("serve", "worker", "scheduler", "poll"):
+        if args.command in ("serve", "worker", "scheduler", "poll", "events", "replay"):
             settings.require_redis_url()
     except SettingsError as exc:
         print(f"ecwid-relay: configuration error: {exc}", file=sys.stderr)
@@ -71,6 +83,12 @@ def main(argv: list[str] | None = None) -> int:
         from workers import poll_once
 
         return poll_once.run(settings, args.instance)
+    if args.command in ("events", "replay"):
+        from workers import event_cli
+
+        limit = max(1, min(args.limit, 1000))
+        command = event_cli.events if args.command == "events" else event_cli.replay
+        return command(settings, args.instance, args.event, args.status, limit)
     if args.command == "worker":
         from workers import worker
 
