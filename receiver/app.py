@@ -17,11 +17,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route, Router
 
-from receiver import events_api, ingest, instances_api
+from receiver import events_api, ingest, instances_api, openapi, probes
 from receiver.errors import EXCEPTION_HANDLERS
 from receiver.ingest_store import IngestStore
 from receiver.instance_store import InstanceStore
@@ -76,7 +74,10 @@ def create_app(settings: Settings) -> Starlette:
 
     app = Starlette(
         routes=[
-            Route("/health", health, methods=["GET"]),
+            Route("/health", probes.health, methods=["GET"]),
+            Route("/ready", probes.ready, methods=["GET"]),
+            Route("/metrics", probes.metrics, methods=["GET"]),
+            Route("/openapi.json", openapi.document, methods=["GET"]),
             *ingest.routes,
             *instances_api.routes,
             *events_api.routes,
@@ -89,10 +90,6 @@ def create_app(settings: Settings) -> Starlette:
     assert isinstance(app.router, Router)
     app.router.redirect_slashes = False
     return app
-
-
-async def health(request: Request) -> JSONResponse:
-    return JSONResponse({"status": "ok"})
 
 
 def from_env() -> Starlette:

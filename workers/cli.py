@@ -29,6 +29,8 @@ def parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run one delivery worker (RQ, dispatcher, scheduler)")
     worker.add_argument("--burst", action="store_true", help="work off what is queued, then exit")
     worker.add_argument("--name", help="worker name (default: host-pid-random)")
+    worker.add_argument("--metrics-port", type=int, help="serve this worker's Prometheus metrics on this port")
+    worker.add_argument("--metrics-host", default="0.0.0.0", help="address for --metrics-port (default 0.0.0.0)")
 
     scheduler = commands.add_parser("scheduler", help="run RQ's cron scheduler, which starts polling rounds")
     scheduler.add_argument(
@@ -92,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "worker":
         from workers import worker
 
-        return worker.run(settings, burst=args.burst, name=args.name)
+        return worker.run(
+            settings, burst=args.burst, name=args.name, metrics_port=args.metrics_port, metrics_host=args.metrics_host
+        )
     from workers import serve
 
     return serve.run(settings, host=args.host, port=args.port, processes=args.processes)
