@@ -25,7 +25,7 @@ from receiver.ingest_store import IngestStore
 from receiver.instance_store import InstanceStore
 from receiver.middleware import RequestContext
 from receiver.services import Services
-from workers import logs
+from workers import logs, redis_check
 from workers.settings import Settings
 
 log = structlog.get_logger(logger_name="receiver.app")
@@ -42,24 +42,22 @@ def redis_client(url: str) -> aioredis.Redis:
     )
 
 
-async def _warn_without_aof(connection: aioredis.Redis) -> None:
+async def _warn_if_unfit(connection: aioredis.Redis) -> None:
+    """Log, once at start, each way this Redis could lose acknowledged events (workers/redis_check.py)."""
     try:
-        config = await connection.config_get("appendonly")
-        fsync = await connection.config_get("appendfsync")
-    except Exception:  # managed Redis services often forbid CONFIG
-        log.warning("redis.durability_unknown", hint="make sure appendonly is yes")
+        report = await redis_check.inspect(connection)
+    except Exception as exc:  # Redis down at start: /ready says so; ingest answers 503 until it is back
+        log.warning("redis.unchecked", error=type(exc).__name__)
         return
-    if config.get("appendonly") != "yes":
-        log.warning("redis.not_durable", appendonly=config.get("appendonly"), hint="set appendonly yes")
-    elif fsync.get("appendfsync") != "always":
-        log.warning("redis.fsync_relaxed", appendfsync=fsync.get("appendfsync"))
+    for problem in report.problems:
+        log.warning("redis.unfit", problem=problem)
 
 
 def create_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Services]]:
         connection = redis_client(settings.require_redis_url())
-        await _warn_without_aof(connection)
+        await _warn_if_unfit(connection)
         async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0)) as http:
             yield {
                 "services": Services(
