@@ -80,7 +80,7 @@ INSTANCE_ID = path_param("instance_id", "Instance id.", {"type": "string", "patt
 EVENT_ID = path_param(
     "event_id", "Notification id (Elements-Webhook-Id) or Ecwid's eventId.", {"type": "string"}, "evt-1"
 )
-STATUS = query("status", "Comma-separated statuses: RECEIVED, DISPATCHED, NOTIFIED, FAILED, SKIPPED.")
+STATUS = query("status", "Comma-separated statuses: RECEIVED, DISPATCHED, PAUSED, NOTIFIED, FAILED, SKIPPED.")
 FROM, TO = query("from", "Earliest time, ISO 8601 or unix seconds."), query("to", "Latest time, likewise.")
 NEXT_PAGE = query("nextPage", "The Elements-Next-Page-Token of the previous page.")
 INSTANCE_ERRORS = errors(400, 401, 404, 409, 413, 415, 503)

@@ -100,6 +100,11 @@ SCHEMAS: dict[str, Any] = {
             "tags": {"type": "array", "items": {"type": "string"}},
             "disabled": {"type": "boolean"},
             "providerData": {"type": "object", "properties": {"code": {"type": "string"}}},
+            "delivery": {
+                "type": "object",
+                "description": "PUT or PATCH only: pause (true) or resume (false) deliveries by hand.",
+                "properties": {"paused": {"type": "boolean"}},
+            },
             "configuration": {
                 "type": "object",
                 "additionalProperties": {"type": ["string", "boolean", "number", "null"]},
@@ -109,7 +114,7 @@ SCHEMAS: dict[str, Any] = {
     },
     "Instance": {
         "type": "object",
-        "required": ["id", "name", "token", "element", "configuration", "disabled", "eventsEnabled"],
+        "required": ["id", "name", "token", "element", "configuration", "disabled", "eventsEnabled", "delivery"],
         "properties": {
             "id": {"type": "integer"},
             "name": {"type": "string"},
@@ -128,6 +133,23 @@ SCHEMAS: dict[str, Any] = {
             },
             "tags": {"type": "array", "items": {"type": "string"}},
             "user": {"type": "object", "properties": {"id": {"type": "string"}}},
+            "delivery": {
+                "type": "object",
+                "description": "Whether deliveries flow, are paused (since when, why) or drain a buffer.",
+                "required": ["state", "paused", "buffered"],
+                "properties": {
+                    "state": {"enum": ["active", "paused", "draining"]},
+                    "paused": {"type": "boolean"},
+                    "since": NULLABLE_STRING,
+                    "reason": NULLABLE_STRING,
+                    "resumesByHand": {"type": "boolean"},
+                    "nextProbeDate": NULLABLE_STRING,
+                    "consecutiveFailures": {"type": "integer"},
+                    "buffered": {"type": "integer"},
+                    "concurrency": {"type": "integer"},
+                    "pauseThreshold": {"type": "integer"},
+                },
+            },
             "polling": {"type": "object", "description": "Polling instances only: what the poller is doing."},
         },
     },
@@ -145,7 +167,7 @@ SCHEMAS: dict[str, Any] = {
             "instanceId": {"type": "integer"},
             "eventDate": TIME,
             "updatedDate": TIME,
-            "status": {"enum": ["RECEIVED", "DISPATCHED", "NOTIFIED", "FAILED", "SKIPPED"]},
+            "status": {"enum": ["RECEIVED", "DISPATCHED", "PAUSED", "NOTIFIED", "FAILED", "SKIPPED"]},
             "reason": NULLABLE_STRING,
             "nextAttemptDate": {"type": ["string", "null"]},
             "events": {"type": "array", "items": {"type": "object"}},

@@ -70,6 +70,15 @@ class _Snapshot(Collector):
                 family.add_metric([queue], count)
             yield family
         yield GaugeMetricFamily("relay_dispatchers", "Dispatcher threads heartbeating.", value=stats.dispatchers)
+        states = GaugeMetricFamily(
+            "relay_instances_delivery_state",
+            "Instances whose deliveries are paused after failures (probing) or draining their buffer. "
+            "Pauses made by hand or by a 410 Gone are not counted (see docs/operations.md).",
+            labels=["state"],
+        )
+        for state, count in stats.delivery_states.items():
+            states.add_metric([state], count)
+        yield states
         yield GaugeMetricFamily(
             "relay_instances_polling_disabled",
             "Instances whose polling stopped after failures (paused until events are enabled again).",

@@ -21,7 +21,7 @@ from starlette.routing import Route
 from receiver.app import create_app
 from tests.conftest import ROOT
 from workers import cli
-from workers.delivery import JOB_TIMEOUT
+from workers.jobs import JOB_TIMEOUT
 from workers.serve import GRACEFUL_SHUTDOWN_SECONDS
 from workers.settings import Settings
 

@@ -21,8 +21,9 @@ POLL = "workers.polling.poll"
 
 DELIVERIES = Counter(
     "relay_deliveries",
-    "Delivery jobs that ended: delivered (2xx), skipped (instance gone, off or moved), "
-    "failed (permanently or retries spent), error (the job crashed; RQ keeps it in the failed registry).",
+    "Delivery jobs that ended: delivered (2xx), skipped (instance gone, off or moved), paused (held in the "
+    "instance's buffer while its deliveries are paused), failed (permanently or retries spent), "
+    "error (the job crashed; RQ keeps it in the failed registry).",
     ["outcome"],
 )
 RETRIES = Counter("relay_delivery_retries", "Delivery attempts that failed and were scheduled to run again.")
@@ -38,7 +39,7 @@ POLL_ROUNDS = Counter(
 )
 POLL_ERRORS = Counter("relay_poll_errors", "Polling rounds that failed: Ecwid refused or failed, or the round crashed.")
 
-for _outcome in ("delivered", "skipped", "failed", "error"):
+for _outcome in ("delivered", "skipped", "paused", "failed", "error"):
     DELIVERIES.labels(outcome=_outcome)
 for _result in ("ok", "failed", "disabled", "skipped", "error"):
     POLL_ROUNDS.labels(result=_result)
@@ -50,7 +51,7 @@ def delivery_outcome(result: object, error: BaseException | None) -> str:
         return "failed" if isinstance(error, DeliveryFailed) else "error"
     if isinstance(result, Retry):
         return "retry"
-    return "delivered" if result == "delivered" else "skipped"
+    return str(result) if result in ("delivered", "paused") else "skipped"
 
 
 def observe_job(func_name: str | None, result: object, error: BaseException | None, seconds: float) -> None:

@@ -21,7 +21,7 @@ from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
 from receiver.instance_store import InstanceStore
-from receiver.instances_api import polling_view
+from receiver.instances_api import delivery_view, polling_view
 from workers import keys, queue_stats, redis_check
 from workers.delivery import safe_url
 from workers.inbox import InboxItem
@@ -35,13 +35,23 @@ def _print(document: Any) -> None:
     sys.stdout.write(orjson.dumps(document).decode() + "\n")
 
 
-def _summary(instance: Instance) -> dict[str, Any]:
+def _summary(instance: Instance, delivery: dict[str, str]) -> dict[str, Any]:
     callback = instance.callback_url
     return {
         "id": instance.id, "name": instance.name, "storeId": instance.store_id, "user": instance.owner,
         "auth": instance.auth, "disabled": instance.disabled, "eventsEnabled": instance.events_enabled,
         "vendor": instance.vendor, "callback": safe_url(callback) if callback else None,
+        "delivery": delivery.get("state") or "active",
     }  # fmt: skip
+
+
+async def _view(store: InstanceStore, instance: Instance) -> dict[str, Any]:
+    """The view GET /instances/{id} returns (receiver/instances_api.py), for any owner."""
+    view = instance.public()
+    view["delivery"] = delivery_view(instance, (await store.delivery_states([instance])).get(instance.id, {}))
+    if instance.vendor == "polling":
+        view["polling"] = polling_view(instance, (await store.polling_states([instance])).get(instance.id, {}))
+    return view
 
 
 async def _all_instances(connection: aioredis.Redis, store_id: int | None) -> list[Instance]:
@@ -63,20 +73,18 @@ def instances(settings: Settings, action: str, instance_id: int | None, store_id
     async def run() -> int:
         connection = aioredis.Redis.from_url(settings.require_redis_url())
         try:
+            store = InstanceStore(connection)
             if action == "list":
-                for instance in await _all_instances(connection, store_id):
-                    _print(_summary(instance))
+                found = await _all_instances(connection, store_id)
+                states = await store.delivery_states(found)
+                for instance in found:
+                    _print(_summary(instance, states.get(instance.id, {})))
                 return 0
             record = await connection.get(keys.instance(instance_id or 0))
             if record is None:
                 print(f"ecwid-relay: no instance {instance_id}", file=sys.stderr)
                 return 1
-            instance = Instance.loads(record)
-            view = instance.public()
-            if instance.vendor == "polling":
-                states = await InstanceStore(connection).polling_states([instance])
-                view["polling"] = polling_view(instance, states.get(instance.id, {}))
-            _print(view)
+            _print(await _view(store, Instance.loads(record)))
             return 0
         finally:
             await connection.aclose()

@@ -1,7 +1,7 @@
 """How much work is waiting, read from Redis: shared by `/metrics`, `/ready` and the CLI.
 
-One non-transactional pipeline of O(1) commands (LLEN, ZCARD), so a scrape costs
-one round trip however long the queues are. Async, so the receiver's event loop
+Non-transactional pipelines of O(1) commands (LLEN, ZCARD, HGET), so a scrape costs
+two round trips however long the queues are. Async, so the receiver's event loop
 never blocks; the CLI runs it with `asyncio.run`.
 """
 
@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from workers import keys
+
+MAX_STATES = 10_000  # instances read per scrape; more paused than that is an incident anyway
 
 
 def _queue(name: str) -> str:
@@ -32,6 +34,9 @@ class QueueStats:
     failed: dict[str, int]  # jobs in the failed registry, per queue
     dispatchers: int  # workers' dispatcher threads that heartbeat
     polling_disabled: int  # instances whose polling stopped after failures
+    # Instances whose deliveries pause after failures, or drain a buffer (workers/pausing.py). Pauses
+    # made by hand (PATCH, or a 410 Gone) have no probe scheduled and are not in this index.
+    delivery_states: dict[str, int]
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -42,12 +47,14 @@ class QueueStats:
             "failed": self.failed,
             "dispatchers": self.dispatchers,
             "pollingDisabled": self.polling_disabled,
+            "deliveryStates": self.delivery_states,
         }
 
 
 async def read(connection: aioredis.Redis) -> QueueStats:
-    """One round trip. Raises redis errors when Redis is unreachable."""
+    """Two round trips. Raises redis errors when Redis is unreachable."""
     async with connection.pipeline(transaction=False) as pipe:
+        pipe.zrange(keys.DELIVERY_DUE, 0, MAX_STATES - 1)
         pipe.llen(keys.INBOX)
         pipe.zcard(keys.DISPATCHERS)
         pipe.zcard(keys.POLL_DISABLED)
@@ -55,8 +62,8 @@ async def read(connection: aioredis.Redis) -> QueueStats:
             pipe.llen(_queue(queue))
             for kind in ("scheduled", "wip", "failed"):
                 pipe.zcard(_registry(kind, queue))
-        found = [int(value) for value in await pipe.execute()]
-    inbox, dispatchers, disabled, *per_queue = found
+        pausing, *counts = await pipe.execute()
+    inbox, dispatchers, disabled, *per_queue = [int(value) for value in counts]
     by_queue = {queue: per_queue[4 * i : 4 * i + 4] for i, queue in enumerate(keys.QUEUES)}
     return QueueStats(
         inbox=inbox,
@@ -66,4 +73,19 @@ async def read(connection: aioredis.Redis) -> QueueStats:
         failed={queue: values[3] for queue, values in by_queue.items()},
         dispatchers=dispatchers,
         polling_disabled=disabled,
+        delivery_states=await _delivery_states(connection, [int(i) for i in pausing]),
     )
+
+
+async def _delivery_states(connection: aioredis.Redis, instance_ids: list[int]) -> dict[str, int]:
+    counts = {"paused": 0, "draining": 0}
+    if not instance_ids:
+        return counts
+    async with connection.pipeline(transaction=False) as pipe:
+        for instance_id in instance_ids:
+            pipe.hget(keys.delivery_state(instance_id), "state")
+        for state in await pipe.execute():
+            name = state.decode() if isinstance(state, bytes) else state
+            if name in counts:
+                counts[name] += 1
+    return counts

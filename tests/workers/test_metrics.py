@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import WorkerProcess
+from tests.conftest import AUTH, WorkerProcess
 from tests.support.ecwid import create_custom, post_webhook, webhook
 from tests.support.servers import CallbackServer, Received, Reply, free_port
 from workers.settings import Settings
@@ -77,3 +77,41 @@ def test_worker_serves_delivery_and_retry_counts(settings: Settings, api: httpx.
         worker.stop()
         callbacks.close()
     assert [r.path for r in callbacks.received].count("/retry") == 2
+
+
+def test_paused_instances_show_in_metrics(settings: Settings, api: httpx.Client, tmp_path: Path) -> None:
+    """A delivery held back by a pause counts as "paused" on the worker; the receiver's gauge counts
+    instances paused after failures (not those paused by hand: they are in no index)."""
+    callbacks = CallbackServer()
+    callbacks.script = [Reply(503, b"down")] * 20
+    port = free_port()
+    worker = WorkerProcess(
+        settings, tmp_path / "worker.log", ("--metrics-port", str(port), "--metrics-host", "127.0.0.1")
+    )
+    try:
+        by_hand = create_custom(api, f"{callbacks.url}/by-hand", store_id=1004)
+        paused = api.patch(
+            f"/instances/{by_hand['id']}", json={"delivery": {"paused": True}}, headers={"Authorization": AUTH}
+        )
+        assert paused.status_code == 200, paused.text
+        assert post_webhook(api, webhook("p-1", store_id=1004)).status_code == 200
+        wanted = {("relay_deliveries_total", (("outcome", "paused"),)): 1.0}
+        found = scrape_until(f"http://127.0.0.1:{port}/metrics", wanted)
+        assert {key: found.get(key) for key in wanted} == wanted
+        assert callbacks.received == []
+        receiver = samples(api.get("/metrics").text)
+        assert receiver[("relay_instances_delivery_state", (("state", "paused"),))] == 0.0
+
+        create_custom(api, f"{callbacks.url}/failing", **{"event.notification.pause.threshold": "1"})
+        assert post_webhook(api, webhook("p-2")).status_code == 200
+        callbacks.wait_for(1)
+        end = time.monotonic() + 10
+        while (gauge := samples(api.get("/metrics").text))[PAUSED] != 1.0 and time.monotonic() < end:
+            time.sleep(0.1)
+        assert (gauge[PAUSED], gauge[("relay_instances_delivery_state", (("state", "draining"),))]) == (1.0, 0.0)
+    finally:
+        worker.stop()
+        callbacks.close()
+
+
+PAUSED = ("relay_instances_delivery_state", (("state", "paused"),))

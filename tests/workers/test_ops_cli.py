@@ -33,15 +33,21 @@ def run(settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capt
 def test_instances_list_and_show_are_the_api_view(api: httpx.Client, run) -> None:  # type: ignore[no-untyped-def]
     first = create_custom(api, "https://hooks.example/a/secret-path?token=x", store_id=1003)
     second = create_custom(api, None, store_id=1004)
+    paused = api.patch(
+        f"/instances/{first['id']}", json={"delivery": {"paused": True}}, headers={"Authorization": AUTH}
+    )
+    assert paused.status_code == 200, paused.text
     code, listed, _ = run("instances", "list")
     assert code == 0
-    assert [(i["id"], i["storeId"], i["eventsEnabled"]) for i in listed] == [(first["id"], 1003, True),
-                                                                             (second["id"], 1004, False)]  # fmt: skip
+    assert [(i["id"], i["storeId"], i["eventsEnabled"], i["delivery"]) for i in listed] == [
+        (first["id"], 1003, True, "paused"), (second["id"], 1004, False, "active")
+    ]  # fmt: skip
     assert listed[0]["callback"] == "https://hooks.example"  # paths and queries may carry tokens
     assert [i["id"] for i in run("instances", "list", "--store", "1004")[1]] == [second["id"]]
     code, [shown], _ = run("instances", "show", str(first["id"]))
     assert code == 0
     assert shown == api.get(f"/instances/{first['id']}", headers={"Authorization": AUTH}).json()
+    assert shown["delivery"]["paused"] is True and shown["delivery"]["resumesByHand"] is True
     assert run("instances", "show", "99") == (1, [], "ecwid-relay: no instance 99\n")
 
 
