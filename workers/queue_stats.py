@@ -34,8 +34,8 @@ class QueueStats:
     failed: dict[str, int]  # jobs in the failed registry, per queue
     dispatchers: int  # workers' dispatcher threads that heartbeat
     polling_disabled: int  # instances whose polling stopped after failures
-    # Instances whose deliveries pause after failures, or drain a buffer (workers/pausing.py). Pauses
-    # made by hand (PATCH, or a 410 Gone) have no probe scheduled and are not in this index.
+    # Instances whose deliveries are paused (after failures, by hand, or after a 410 Gone) or drain
+    # their buffer (workers/pausing.py).
     delivery_states: dict[str, int]
 
     def as_dict(self) -> dict[str, object]:
@@ -54,7 +54,7 @@ class QueueStats:
 async def read(connection: aioredis.Redis) -> QueueStats:
     """Two round trips. Raises redis errors when Redis is unreachable."""
     async with connection.pipeline(transaction=False) as pipe:
-        pipe.zrange(keys.DELIVERY_DUE, 0, MAX_STATES - 1)
+        pipe.srandmember(keys.DELIVERY_PAUSED, MAX_STATES)
         pipe.llen(keys.INBOX)
         pipe.zcard(keys.DISPATCHERS)
         pipe.zcard(keys.POLL_DISABLED)
