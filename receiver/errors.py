@@ -16,6 +16,7 @@ mapped here too. Anything else is a bug: 500, logged with its traceback.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Mapping
 from typing import Any
@@ -117,6 +118,19 @@ async def redis_down(request: Request, exc: Exception) -> Response:
     return error_response(request, 503, "storage is unavailable; nothing was stored, try again")
 
 
+async def redis_refused(request: Request, exc: Exception) -> Response:
+    """Redis answered but refused the write: out of memory (maxmemory with noeviction), too few
+    replicas (min-replicas-to-write), or it cannot persist (MISCONF). Nothing was stored."""
+    if isinstance(exc, redis.exceptions.OutOfMemoryError) or REFUSAL.search(str(exc)):
+        return await redis_down(request, exc)
+    return await internal_error(request, exc)
+
+
+# Error replies with which Redis refuses a write it would take another time; inside a Lua script
+# (Redis 6) they come wrapped: "Error running script ...: @user_script:1: -OOM command not allowed ...".
+REFUSAL = re.compile(r"(?:^|-)(?:OOM|NOREPLICAS|MISCONF|READONLY|LOADING|MASTERDOWN|NOMASTERLINK)\b")
+
+
 async def client_gone(request: Request, exc: Exception) -> Response:
     # The client hung up mid-body; nothing was stored and nobody is listening.
     log.info("request.client_disconnected")
@@ -136,6 +150,8 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     redis.exceptions.TimeoutError: redis_down,
     redis.exceptions.BusyLoadingError: redis_down,
     redis.exceptions.ReadOnlyError: redis_down,
+    redis.exceptions.OutOfMemoryError: redis_down,
+    redis.exceptions.ResponseError: redis_refused,
     ClientDisconnect: client_gone,
     Exception: internal_error,
 }

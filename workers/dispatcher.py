@@ -39,7 +39,7 @@ BATCH = 200
 BLOCK_SECONDS = 1.0
 HEARTBEAT_SECONDS = 5.0
 # A dispatcher silent for this long is dead; its items go back to the inbox.
-ORPHAN_AFTER_SECONDS = 60.0
+ORPHAN_AFTER_SECONDS = float(keys.DISPATCHER_DEAD_AFTER)
 DEAD_LETTERS = keys.PREFIX + "inbox:malformed"
 DUE_CHECK_SECONDS = 1.0
 
