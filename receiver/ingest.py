@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from receiver import bodies, convertors, poll_results  # noqa: F401  (convertors: {instance_id:instance_id})
+from receiver import bodies, convertors, metrics, poll_results  # noqa: F401  (convertors: {instance_id:instance_id})
 from receiver.ecwid_requests import IonPost, WebhookEvent, parse_ion, parse_webhook
 from receiver.errors import BadRequest, Unauthorized, request_id
 from receiver.services import Services, services
@@ -74,7 +74,9 @@ async def _accept(request: Request, app: Services, item: InboxItem) -> JSONRespo
         log.info("event.no_subscriber", event_type=item.event_type)
         return JSONResponse({**answer, "message": "verified; no subscribed instance, not forwarded"})
     route = ",".join(str(i) for i in sorted(item.instances)) if explicitly_routed(request) else ""
-    if not await app.inbox.accept(item, route):
+    queued = await app.inbox.accept(item, route)
+    metrics.ingested(item.kind, queued)
+    if not queued:
         log.info("event.duplicate", event_type=item.event_type)
         return JSONResponse({**answer, "message": "duplicate eventId; already accepted, not forwarded again"})
     log.info("event.accepted", event_type=item.event_type, instances=len(item.instances))

@@ -37,7 +37,7 @@ from rq.job import Job
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
-from workers import context, keys, logs
+from workers import context, keys, logs, metrics
 from workers.delivery import DeliveryFailed
 from workers.dispatcher import Dispatcher
 from workers.ecwid_api import api_client
@@ -85,7 +85,10 @@ class _ThreadedScheduler(RQScheduler):
 
 
 class RelayWorker(SimpleWorker):
-    """A SimpleWorker that starts each job with a clean structlog context."""
+    """A SimpleWorker that starts each job with a clean structlog context and counts
+    what each job did (workers/metrics.py): it sees the return value or the exception."""
+
+    _job_error: BaseException | None = None
 
     stopping = False  # SIGTERM or SIGINT came: leave for good (see `_work`)
 
@@ -114,6 +117,8 @@ class RelayWorker(SimpleWorker):
     def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
         """Run the job while a thread keeps its heartbeat fresh, so that only a dead
         worker's job ever looks abandoned, and it looks so within seconds."""
+        self._job_error = None
+        started = time.perf_counter()
         done = threading.Event()
         beat = threading.Thread(target=self._heartbeats, args=(job, execution, done), name="job-heartbeat", daemon=True)
         beat.start()
@@ -122,6 +127,9 @@ class RelayWorker(SimpleWorker):
         finally:
             done.set()
             beat.join(5)
+            # RQ keeps the return value on the job (`_result`) once the job returned.
+            result = getattr(job, "_result", None) if self._job_error is None else None
+            metrics.observe_job(job.func_name, result, self._job_error, time.perf_counter() - started)
 
     def _heartbeats(self, job: Job, execution: Execution, done: threading.Event) -> None:
         while not done.wait(HEARTBEAT_INTERVAL):
@@ -131,6 +139,7 @@ class RelayWorker(SimpleWorker):
                 log.warning("worker.heartbeat_failed", error=str(exc))
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        self._job_error = exc_info[1]
         # A failed attempt is already logged by the job, in one line; RQ would add a traceback.
         if isinstance(exc_info[1], DeliveryFailed):
             return
@@ -228,9 +237,16 @@ def build_context(settings: Settings) -> context.WorkerContext:
     )
 
 
-def run(settings: Settings, *, burst: bool = False, name: str | None = None) -> int:
-    """Run a worker until it is told to stop (or, with `burst`, until the queue is empty)."""
+def run(
+    settings: Settings, *, burst: bool = False, name: str | None = None, metrics_port: int | None = None,
+    metrics_host: str = "0.0.0.0",
+) -> int:  # fmt: skip
+    """Run a worker until it is told to stop (or, with `burst`, until the queue is empty).
+
+    With `metrics_port`, serve this process's Prometheus metrics there (workers/metrics.py)."""
     logs.configure(settings.log_level, role="worker")
+    if metrics_port is not None:
+        metrics.serve(metrics_port, metrics_host)
     url = settings.require_redis_url()
     name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     ctx = build_context(settings)
@@ -266,7 +282,7 @@ def run(settings: Settings, *, burst: bool = False, name: str | None = None) -> 
         threads = []
     for thread in threads:
         thread.start()
-    log.info("worker.started", name=name, queue=keys.DELIVERY_QUEUE)
+    log.info("worker.started", name=name, queue=keys.DELIVERY_QUEUE, metrics_port=metrics_port)
     try:
         _work(worker, settings.log_level.upper(), burst)
     finally:
