@@ -200,6 +200,11 @@ class ReliableQueue(Queue):
 
     BLOCK_SECONDS = 1.0
 
+    def acquire_maintenance_lock(self) -> bool:
+        # RQ holds it for 899 s: a worker killed mid-maintenance would stop every other worker
+        # from finding abandoned jobs for 15 minutes. A pass takes milliseconds.
+        return bool(self.connection.set(self.registry_cleaning_key, 1, nx=True, ex=2 * MAINTENANCE_INTERVAL))
+
     @classmethod
     def lpop(cls, queue_keys: Any, timeout: int | None, connection: redis.Redis | None = None) -> Any:
         assert connection is not None
