@@ -4,6 +4,7 @@
     ├── BadRequest              400  the request is malformed or incomplete
     ├── Unauthorized            401  missing or wrong credentials or signature
     ├── NotFound                404  no such thing, or not yours
+    ├── RequestTimeout          408  the body did not arrive in time (slow-loris)
     ├── Conflict                409  changed concurrently; retry
     ├── PayloadTooLarge         413  body over the limit
     ├── UnsupportedMediaType    415  body type we do not read
@@ -34,6 +35,7 @@ log = structlog.get_logger(logger_name="receiver.errors")
 
 class RelayError(Exception):
     status_code = 500
+    headers: dict[str, str] | None = None
 
     def __init__(self, message: str, *, provider_message: str | None = None) -> None:
         super().__init__(message)
@@ -51,6 +53,11 @@ class Unauthorized(RelayError):
 
 class NotFound(RelayError):
     status_code = 404
+
+
+class RequestTimeout(RelayError):
+    status_code = 408
+    headers = {"Connection": "close"}  # a client that trickles gets no second request on this connection
 
 
 class Conflict(RelayError):
@@ -102,7 +109,9 @@ async def relay_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RelayError)
     metrics.rejected(request, _reason(exc))
     log.info("request.rejected", status=exc.status_code, reason=exc.message)
-    return error_response(request, exc.status_code, exc.message, providerMessage=exc.provider_message)
+    return error_response(
+        request, exc.status_code, exc.message, headers=exc.headers, providerMessage=exc.provider_message
+    )
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

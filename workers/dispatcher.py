@@ -85,11 +85,13 @@ class Dispatcher:
             log.warning("dispatcher.release_deferred", items_in=self.processing)
 
     def heartbeat(self, force: bool = False) -> None:
-        now = time.time()
-        if not force and now - self._last_heartbeat < HEARTBEAT_SECONDS:
+        if not force and time.monotonic() - self._last_heartbeat < HEARTBEAT_SECONDS:
             return
+        # Redis's clock, not ours: a worker whose clock runs ahead must not declare the others dead.
+        seconds, micros = self.redis.time()
+        now = seconds + micros / 1e6
         self.redis.zadd(keys.DISPATCHERS, {self.name: now})
-        self._last_heartbeat = now
+        self._last_heartbeat = time.monotonic()
         self.recover_orphans(now)
 
     def check_due(self) -> None:
