@@ -96,12 +96,47 @@ def dockerfile() -> list[tuple[str, str]]:
     ]
 
 
-def test_redis_conf_is_durable() -> None:
-    lines = (DEPLOY / "redis.conf").read_text().splitlines()
+_REDIS_UNITS = {"": 1, "k": 1000, "kb": 1024, "m": 1000**2, "mb": 1024**2, "g": 1000**3, "gb": 1024**3}
+_K8S_UNITS = {"": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
+_COMPOSE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def size(value: str, units: dict[str, int]) -> int:
+    """A memory size such as `1536mb`, `2Gi` or `2G` in bytes, by the given unit table."""
+    match = re.fullmatch(r"(\d+)([A-Za-z]*)", value)
+    assert match and match[2] in units, value
+    return int(match[1]) * units[match[2]]
+
+
+def redis_bytes(value: str) -> int:
+    """redis.conf units: `m` is 10**6 there, `mb` 2**20; case does not matter."""
+    return size(value.lower(), _REDIS_UNITS)
+
+
+def k8s_bytes(value: str) -> int:
+    return size(value, _K8S_UNITS)
+
+
+def compose_bytes(value: str) -> int:
+    """Compose's byte values are binary whatever the case, with an optional trailing b."""
+    return size(value.lower().removesuffix("b"), _COMPOSE_UNITS)
+
+
+def assert_redis_fits(maxmemory: str, limit: int) -> None:
+    """noeviction only works below maxmemory, and maxmemory must leave the AOF rewrite's fork room."""
+    assert 0.5 * limit <= redis_bytes(maxmemory) <= 0.8 * limit
+
+
+def test_redis_conf_is_durable_and_says_how_to_bound_memory() -> None:
+    text = (DEPLOY / "redis.conf").read_text()
+    lines = text.splitlines()
     settings = dict(line.split(None, 1) for line in lines if line.strip() and not line.startswith("#"))
     assert settings["appendonly"] == "yes"
     assert settings["appendfsync"] == "always"
     assert settings["maxmemory-policy"] == "noeviction"
+    # No host's RAM is known here: the limit is a commented example, 75 % of 2 GB.
+    [example] = re.findall(r"^# maxmemory (\S+)$", text, re.M)
+    assert_redis_fits(example, 2 * 1024**3)
 
 
 def test_dockerfile_one_slim_non_root_image_with_healthcheck_and_stopsignal() -> None:
@@ -134,6 +169,10 @@ def test_compose_runs_redis_with_aof_one_receiver_two_workers_one_scheduler() ->
     assert "--appendonly" in redis["command"] and redis["command"][redis["command"].index("--appendonly") + 1] == "yes"
     assert any(volume.endswith(":/data") for volume in redis["volumes"]) and "redis-data" in compose["volumes"]
     assert "./redis.conf:/usr/local/etc/redis/redis.conf:ro" in redis["volumes"]
+    assert_redis_fits(
+        redis["command"][redis["command"].index("--maxmemory") + 1],
+        compose_bytes(redis["deploy"]["resources"]["limits"]["memory"]),
+    )
     commands = {name: accepts(services[name]["command"]) for name in ("receiver", "worker", "scheduler")}
     assert {name: parsed.command for name, parsed in commands.items()} == {
         "receiver": "serve", "worker": "worker", "scheduler": "scheduler"
@@ -231,6 +270,7 @@ def test_kubernetes_redis_is_a_durable_statefulset() -> None:
     assert redis["spec"]["replicas"] == 1
     [claim] = redis["spec"]["volumeClaimTemplates"]
     [container] = redis["spec"]["template"]["spec"]["containers"]
+    assert_redis_fits(conf["maxmemory"], k8s_bytes(container["resources"]["limits"]["memory"]))
     assert {"name": claim["metadata"]["name"], "mountPath": conf["dir"]} in container["volumeMounts"]
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     assert sorted(kustomization["resources"]) == sorted(p.name for p in K8S.glob("*.yaml") if p.stem != "kustomization")
