@@ -207,8 +207,22 @@ def test_every_relay_variable_set_anywhere_is_a_real_setting() -> None:
     relay = {name for name in used if name.startswith("RELAY_")}
     assert relay - known == set()
     assert {"RELAY_ORGANIZATION_SECRET", "RELAY_USER_SECRETS", "RELAY_ECWID_CLIENT_SECRETS"} <= relay
-    # The secrets are placeholders, valid as settings (16+ characters), never real values.
-    Settings.from_env({**env_file(DEPLOY / "relay.env.example"), "RELAY_REDIS_URL": "redis://redis:6379/0"})
+
+
+SECRETS = ("RELAY_ORGANIZATION_SECRET", "RELAY_USER_SECRETS", "RELAY_ECWID_CLIENT_SECRETS")
+
+
+def test_shipped_secrets_are_empty_so_nobody_runs_with_a_published_one() -> None:
+    example = env_file(DEPLOY / "relay.env.example")
+    kubernetes = by_kind("Secret")["relay-secrets"]["stringData"]
+    assert {name: example[name] for name in SECRETS} == dict.fromkeys(SECRETS, "")
+    assert {name: kubernetes[name] for name in SECRETS} == dict.fromkeys(SECRETS, "")
+    # The rest of the example is valid as it stands, and the empty secrets leave the API off.
+    settings = Settings.from_env({**example, "RELAY_REDIS_URL": "redis://redis:6379/0"})
+    assert (settings.organization_secret, settings.user_secrets, settings.ecwid_client_secrets) == (None, (), ())
+    # Both files say how to make a secret that nobody else has.
+    for text in ((DEPLOY / "relay.env.example").read_text(), (K8S / "config.yaml").read_text()):
+        assert "secrets.token_urlsafe(32)" in text
 
 
 def test_kubernetes_deployments_run_real_commands_with_matching_probes() -> None:
