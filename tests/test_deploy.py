@@ -10,6 +10,7 @@ from __future__ import annotations
 import configparser
 import re
 import shlex
+import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -290,7 +291,23 @@ def test_kubernetes_redis_is_a_durable_statefulset() -> None:
     assert sorted(kustomization["resources"]) == sorted(p.name for p in K8S.glob("*.yaml") if p.stem != "kustomization")
 
 
-def test_systemd_units_run_real_commands() -> None:
+RELAY_BIN = "/opt/ecwid-relay/bin/ecwid-relay"
+
+
+def systemd_argv(exec_start: str, instance: str) -> list[str]:
+    """The argv systemd would start for this instance: specifiers and `$$` expanded the way systemd
+    does, and a `/bin/sh -c` wrapper run by a real shell (with the relay swapped for printf)."""
+    argv = shlex.split(exec_start.replace("%i", instance).replace("$$", "$"))
+    if argv[:2] != ["/bin/sh", "-c"]:
+        return argv
+    [script] = argv[2:]
+    assert script.startswith(f"exec {RELAY_BIN} "), script
+    shown = script.replace(RELAY_BIN, "printf '%s\\n'", 1)
+    output = subprocess.run(["/bin/sh", "-c", shown], capture_output=True, text=True, check=True).stdout
+    return [RELAY_BIN, *output.splitlines()]
+
+
+def test_systemd_units_run_real_commands_as_a_user_nobody_has_to_create() -> None:
     units = sorted((DEPLOY / "systemd").glob("*.service"))
     assert len(units) == 3
     for path in units:
@@ -298,13 +315,19 @@ def test_systemd_units_run_real_commands() -> None:
         unit.optionxform = str  # type: ignore[assignment,method-assign]
         unit.read_string(path.read_text())
         service = unit["Service"]
-        executable, *args = shlex.split(service["ExecStart"].replace("%i", "1"))
-        assert executable == "/opt/ecwid-relay/bin/ecwid-relay"
-        parsed = accepts(args)
+        assert service["DynamicUser"] == "yes" and "User" not in service and "Group" not in service
         assert service["KillSignal"] == "SIGTERM"
-        if parsed.command == "worker":
-            assert int(service["TimeoutStopSec"]) >= JOB_TIMEOUT
-            assert parsed.metrics_port == 9101
+        instances = ("0", "1", "9", "10", "42", "99") if path.name.endswith("@.service") else ("",)
+        ports = []
+        for instance in instances:
+            executable, *args = systemd_argv(service["ExecStart"], instance)
+            assert executable == RELAY_BIN
+            parsed = accepts(args)
+            if parsed.command == "worker":
+                assert int(service["TimeoutStopSec"]) >= JOB_TIMEOUT
+                assert parsed.metrics_port == 9100 + int(instance)
+                ports.append(parsed.metrics_port)
+        assert len(set(ports)) == len(ports)
 
 
 def test_backup_runbook_matches_the_aof_layout_of_the_redis_we_ship() -> None:
