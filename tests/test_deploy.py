@@ -8,9 +8,11 @@ processes serve; grace periods cover the delivery job timeout.
 from __future__ import annotations
 
 import configparser
+import fnmatch
 import re
 import shlex
 import subprocess
+import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -160,6 +162,64 @@ def test_dockerfile_one_slim_non_root_image_with_healthcheck_and_stopsignal() ->
     for kind, value in instructions:
         if kind == "COPY" and not value.startswith("--from"):
             assert all((ROOT / source).exists() for source in value.split()[:-1]), value
+
+
+def test_dockerfile_builds_on_the_python_ci_checks() -> None:
+    python = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]["python_version"]
+    froms = [value.split()[0] for kind, value in dockerfile() if kind == "FROM"]
+    assert froms == [f"python:{python}-bookworm", f"python:{python}-slim-bookworm"]
+
+
+DOCKER_RUN_OPTIONS = {"--env-file", "-e", "-p"}  # each takes a value
+
+
+def test_dockerfile_examples_give_every_role_a_health_check_that_can_pass() -> None:
+    """A worker checked on the receiver's :8080/health would be marked unhealthy for ever."""
+    instructions = dockerfile()
+    final = instructions[[kind for kind, _ in instructions].index("FROM", 1) :]
+    [default_url] = re.findall(r"HEALTHCHECK_URL=(\S+)", " ".join(value for kind, value in final if kind == "ENV"))
+    [cmd] = [value for kind, value in final if kind == "CMD"]
+    routes = app_routes()
+    roles = set()
+    for line in (DEPLOY / "Dockerfile").read_text().splitlines():
+        if not line.startswith("#   docker run "):
+            continue
+        words, url, checked = shlex.split(line.removeprefix("#   docker run ")), default_url, True
+        while words[0].startswith("-"):
+            option = words.pop(0)
+            if option == "--no-healthcheck":
+                checked = False
+                continue
+            assert option in DOCKER_RUN_OPTIONS, option
+            value = words.pop(0)
+            if option == "-e" and value.startswith("HEALTHCHECK_URL="):
+                url = value.split("=", 1)[1]
+        assert words[0] == "ecwid-relay"
+        parsed = accepts(words[1:] or yaml.safe_load(cmd))
+        roles.add(parsed.command)
+        if parsed.command == "serve":
+            assert checked and url == f"http://127.0.0.1:{parsed.port}/health" and "/health" in routes
+        elif parsed.command == "worker":
+            assert checked and url == f"http://127.0.0.1:{parsed.metrics_port}/metrics"
+        else:
+            assert (parsed.command, checked) == ("scheduler", False)  # it serves no HTTP
+    assert roles == {"serve", "worker", "scheduler"}
+
+
+def test_dockerignore_keeps_secrets_and_local_state_out_but_not_what_the_image_copies() -> None:
+    patterns = [
+        line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines() if line.strip()[:1] not in ("", "#")
+    ]
+    assert {".git", ".venv", ".relay", "deploy/relay.env", "bench/results.json", "**/__pycache__"} <= set(patterns)
+    copied = [
+        source
+        for kind, value in dockerfile()
+        if kind == "COPY" and not value.startswith("--from")
+        for source in value.split()[:-1]
+    ]
+    assert copied == ["pyproject.toml", "README.md", "receiver", "workers"]
+    for source in copied:
+        assert not any(fnmatch.fnmatch(source, pattern.removeprefix("**/")) for pattern in patterns), source
 
 
 def test_compose_runs_redis_with_aof_one_receiver_two_workers_one_scheduler() -> None:
