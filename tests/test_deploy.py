@@ -238,7 +238,8 @@ def test_compose_runs_redis_with_aof_one_receiver_two_workers_one_scheduler() ->
     assert {name: parsed.command for name, parsed in commands.items()} == {
         "receiver": "serve", "worker": "worker", "scheduler": "scheduler"
     }  # fmt: skip
-    assert services["receiver"]["ports"] == [f"{commands['receiver'].port}:{commands['receiver'].port}"]
+    # Published on loopback only: /metrics and /openapi.json must go through a proxy that hides them.
+    assert services["receiver"]["ports"] == [f"127.0.0.1:{commands['receiver'].port}:{commands['receiver'].port}"]
     assert services["worker"]["deploy"]["replicas"] == 2
     assert services["worker"]["environment"]["HEALTHCHECK_URL"] == (
         f"http://127.0.0.1:{commands['worker'].metrics_port}/metrics"
@@ -334,6 +335,31 @@ def test_kubernetes_autoscaling_disruption_budgets_and_services_point_at_real_th
     assert receiver["selector"] == labels["relay-receiver"] and receiver["ports"][0]["targetPort"] == "http"
     config = by_kind("ConfigMap")["relay-config"]["data"]
     assert config["RELAY_REDIS_URL"] == "redis://redis:6379/0" and "redis" in services
+
+
+PRIVATE_PATHS = {"/health", "/ready", "/metrics", "/openapi.json"}
+
+
+def test_kubernetes_ingress_publishes_webhooks_and_the_api_but_not_metrics_or_openapi() -> None:
+    [ingress] = by_kind("Ingress").values()
+    rules = ingress["spec"]["rules"]
+    [tls] = ingress["spec"]["tls"]
+    assert tls["hosts"] == [rule["host"] for rule in rules]
+    paths = [path for rule in rules for path in rule["http"]["paths"]]
+    service = by_kind("Service")["relay-receiver"]["spec"]
+    assert "http" in {port["name"] for port in service["ports"]}
+    for path in paths:
+        assert path["pathType"] == "Prefix"
+        assert path["backend"] == {"service": {"name": "relay-receiver", "port": {"name": "http"}}}
+    prefixes = {path["path"] for path in paths}
+
+    def public(route: str) -> bool:  # Prefix matches whole path elements
+        return any(route == prefix or route.startswith(prefix.rstrip("/") + "/") for prefix in prefixes)
+
+    app = create_app(Settings(redis_url="redis://127.0.0.1:1"))
+    routes = {route.path for route in app.routes if isinstance(route, Route)}
+    assert PRIVATE_PATHS <= routes
+    assert {route for route in routes if not public(route)} == PRIVATE_PATHS
 
 
 def test_kubernetes_redis_is_a_durable_statefulset() -> None:
