@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 MIN_VERSION = (6, 2)  # GETDEL, LMOVE and the SET options RQ 2+ and our scripts use
+FULL = 0.8  # share of maxmemory in use past which Redis is reported as filling up
 CHECKED = ("appendonly", "appendfsync", "maxmemory-policy", "maxmemory")  # the CONFIG values we judge
 
 
@@ -74,7 +75,14 @@ async def inspect(connection: aioredis.Redis) -> Report:
             config[name] = None
     version = str(server.get("redis_version", "0"))
     maxmemory = int(memory.get("maxmemory", 0)) or None
-    return Report(version, config, int(memory.get("used_memory", 0)), maxmemory, problems(version, config))
+    used = int(memory.get("used_memory", 0))
+    judged = problems(version, config)
+    if maxmemory and used > FULL * maxmemory:
+        judged.append(
+            f"Redis is {100 * used // maxmemory}% full: at 100% every write is refused and ingest answers 503; "
+            "raise maxmemory, shorten RELAY_EVENT_RETENTION, or shard (docs/operations.md)"
+        )
+    return Report(version, config, used, maxmemory, judged)
 
 
 def _text(value: object) -> str | None:

@@ -99,6 +99,13 @@ def test_redis_check(redis_client: redis.Redis, run, monkeypatch: pytest.MonkeyP
     finally:
         redis_client.config_set("maxmemory", limit)
     assert code == 1 and report["problems"][0].startswith("maxmemory is 0 (no limit)")
+    used = int(redis_client.info("memory")["used_memory"])
+    redis_client.config_set("maxmemory", str(int(used / 0.9)))
+    try:
+        code, [report], _ = run("redis", "check")
+    finally:
+        redis_client.config_set("maxmemory", limit)
+    assert code == 1 and report["problems"][0].startswith("Redis is 9") and "% full" in report["problems"][0]
     monkeypatch.setenv("RELAY_REDIS_URL", f"redis://127.0.0.1:{free_port()}")
     assert run("redis", "check") == (2, [], "ecwid-relay: Redis is unreachable: ConnectionError\n")
 
