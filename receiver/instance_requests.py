@@ -24,6 +24,7 @@ class InstanceRequest:
     configuration: dict[str, str | None] | None
     code: str | None
     disabled: bool | None
+    paused: bool | None = None  # `delivery.paused`: pause or resume deliveries by hand
 
 
 def parse(body: dict[str, Any], *, creating: bool) -> InstanceRequest:
@@ -74,6 +75,17 @@ def parse(body: dict[str, Any], *, creating: bool) -> InstanceRequest:
                 code = provider["code"].strip()
             else:
                 errors.append("providerData.code must be a non-empty string")
+    paused = None
+    delivery = body.get("delivery")
+    if delivery is not None:
+        if creating:
+            errors.append("delivery can only be changed on an existing instance (PUT or PATCH)")
+        elif not isinstance(delivery, dict):
+            errors.append('delivery must be an object like {"paused": true}')
+        elif delivery.get("paused") is not None and not isinstance(delivery["paused"], bool):
+            errors.append("delivery.paused must be true or false")
+        else:
+            paused = delivery.get("paused")
     if errors:
         raise BadRequest("; ".join(errors))
     return InstanceRequest(
@@ -82,6 +94,7 @@ def parse(body: dict[str, Any], *, creating: bool) -> InstanceRequest:
         configuration=config,
         code=code,
         disabled=disabled,
+        paused=paused,
     )
 
 

@@ -19,6 +19,7 @@ from redis.exceptions import WatchError
 from receiver.errors import Conflict, NotFound
 from workers import keys
 from workers.instances import Instance, now_iso
+from workers.pausing import PAUSE_SCRIPT, RESUME_SCRIPT, now_ms
 
 # One round trip for routing: the store's index, then each record it names.
 _LOAD_STORE = """
@@ -36,6 +37,8 @@ class InstanceStore:
     def __init__(self, connection: aioredis.Redis) -> None:
         self.redis = connection
         self._load_store = connection.register_script(_LOAD_STORE)
+        self._pause = connection.register_script(PAUSE_SCRIPT)
+        self._resume = connection.register_script(RESUME_SCRIPT)
 
     async def for_store(self, store_id: int) -> list[Instance]:
         """Every instance attached to an Ecwid store: an index lookup, never a scan."""
@@ -91,6 +94,33 @@ class InstanceStore:
             found = await pipe.execute()
         return {i: {k.decode(): v.decode() for k, v in state.items()} for i, state in zip(polling, found, strict=True)}
 
+    async def delivery_states(self, instances: Sequence[Instance]) -> dict[int, dict[str, str]]:
+        """Pause and drain (workers/pausing.py): each instance's state, buffered items and next probe."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for instance in instances:
+                pipe.hgetall(keys.delivery_state(instance.id))
+                pipe.llen(keys.delivery_buffer(instance.id))
+                pipe.zscore(keys.DELIVERY_DUE, instance.id)
+            found = await pipe.execute()
+        states = {}
+        for n, instance in enumerate(instances):
+            state, buffered, due = found[3 * n : 3 * n + 3]
+            view = {k.decode(): v.decode() for k, v in state.items()}
+            view["buffered"] = str(buffered)
+            if due is not None:
+                view["due"] = str(int(due))
+            states[instance.id] = view
+        return states
+
+    async def pause(self, instance_id: int, reason: str) -> None:
+        """Pause deliveries until resumed by hand; new events are buffered. An existing pause stays as it is."""
+        await self._pause(keys=[keys.delivery_state(instance_id), keys.DELIVERY_DUE],
+                          args=[now_ms(), reason, instance_id, "1"])  # fmt: skip
+
+    async def resume(self, instance_id: int) -> None:
+        """Drain a paused instance's buffer (workers/drain.py); no-op when it is not paused."""
+        await self._resume(keys=[keys.delivery_state(instance_id), keys.DELIVERY_DUE], args=[now_ms(), instance_id])
+
     async def polling_disabled(self, owner: str) -> builtins.list[Instance]:
         """The owner's instances whose polling was switched off after failures."""
         disabled = {int(raw) for raw in await self.redis.zrange(keys.POLL_DISABLED, 0, -1)}  # type: ignore[arg-type]
@@ -138,6 +168,8 @@ class InstanceStore:
             pipe.srem(keys.user_instances(owner), instance_id)
             pipe.srem(keys.store_instances(instance.store_id), instance_id)
             pipe.delete(keys.instance_deliveries(instance_id))  # its records expire with the retention
+            pipe.delete(keys.delivery_state(instance_id), keys.delivery_buffer(instance_id))
+            pipe.zrem(keys.DELIVERY_DUE, instance_id)
             _schedule(pipe, instance, None, resume=False, disabled=False)
             await pipe.execute()
 

@@ -11,7 +11,7 @@ from starlette.routing import Route
 from receiver import auth, bodies, convertors, instance_requests, oauth  # noqa: F401
 from receiver.errors import BadRequest, NotFound
 from receiver.services import Services, services
-from workers.envelope import iso_date
+from workers.envelope import iso_date, iso_date_ms
 from workers.instances import Instance
 
 
@@ -72,15 +72,35 @@ async def create_instance(request: Request) -> JSONResponse:
 
 
 async def _views(app: Services, instances: list[Instance]) -> list[dict[str, Any]]:
-    """The API view of each instance, with the poller's state for polling ones."""
+    """The API view of each instance: its delivery state, and the poller's for polling ones."""
     states = await app.instances.polling_states(instances)
+    deliveries = await app.instances.delivery_states(instances)
     views = []
     for instance in instances:
         view = instance.public()
+        view["delivery"] = delivery_view(instance, deliveries.get(instance.id, {}))
         if instance.vendor == "polling":
             view["polling"] = polling_view(instance, states.get(instance.id, {}))
         views.append(view)
     return views
+
+
+def delivery_view(instance: Instance, state: dict[str, str]) -> dict[str, Any]:
+    """Whether deliveries flow, are paused (since when, why) or drain a buffer (workers/pausing.py)."""
+    paused = state.get("state") == "paused"
+    due = state.get("due")
+    return {
+        "state": state.get("state") or "active",
+        "paused": paused,
+        "since": iso_date_ms(int(state["since"])) if state.get("since") else None,
+        "reason": state.get("reason") if paused else None,
+        "resumesByHand": paused and bool(state.get("manual")),
+        "nextProbeDate": iso_date_ms(int(due)) if paused and due and not state.get("manual") else None,
+        "consecutiveFailures": int(state.get("failures", "0")),
+        "buffered": int(state.get("buffered", "0")),
+        "concurrency": instance.concurrency,
+        "pauseThreshold": instance.pause_threshold,
+    }
 
 
 def polling_view(instance: Instance, state: dict[str, str]) -> dict[str, Any]:
@@ -158,6 +178,10 @@ async def update_instance(request: Request) -> JSONResponse:
     # Enabling events is how a user resumes polling that stopped after failures (as Cloud Elements).
     resume = (wanted.configuration or {}).get("event.notification.enabled") == "true"
     instance = await app.instances.change(request.path_params["instance_id"], owner, edit, resume=resume)
+    if wanted.paused is True:
+        await app.instances.pause(instance.id, "paused by hand (PATCH delivery.paused)")
+    elif wanted.paused is False:
+        await app.instances.resume(instance.id)
     return JSONResponse((await _views(app, [instance]))[0])
 
 

@@ -16,11 +16,14 @@ from urllib.parse import urlsplit
 
 import httpx
 
-Kind = Literal["bool", "text", "url", "minutes", "vendor", "notification", "objects", "store", "scheme", "whsec"]
+Kind = Literal[
+    "bool", "text", "url", "minutes", "vendor", "notification", "objects", "store", "scheme", "whsec", "count"
+]
 SCHEMES = ("elements", "standard", "both")
 
 POLLABLE_OBJECTS = ("orders", "products", "customers", "categories", "carts")
 MASK = "********"
+MAX_COUNT = 1000
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,8 @@ KEYS: dict[str, Key] = {
         Key("event.notification.signature.key", "text", secret=True),
         Key("event.notification.signature.scheme", "scheme", "elements"),
         Key("event.notification.standardwebhooks.secret", "whsec", secret=True),
+        Key("event.notification.concurrency", "count", "4"),
+        Key("event.notification.pause.threshold", "count", "20"),
         Key("event.poller.refresh_interval", "minutes", "15"),
         Key("event.objects", "objects", ",".join(POLLABLE_OBJECTS)),
         Key("filter.response.nulls", "bool", "true"),
@@ -96,7 +101,7 @@ def _normalize_value(key: Key, value: object) -> tuple[str, str | None]:
         if key.kind != "bool":
             return "", "must be a string"
         return ("true" if value else "false"), None
-    if isinstance(value, int) and key.kind in ("minutes", "store"):
+    if isinstance(value, int) and key.kind in ("minutes", "store", "count"):
         value = str(value)
     if not isinstance(value, str):
         return "", "must be a string" if key.kind != "bool" else "must be true or false"
@@ -127,6 +132,10 @@ def _normalize_value(key: Key, value: object) -> tuple[str, str | None]:
     if key.kind == "minutes":
         if not DIGITS.fullmatch(text) or int(text) < 1:
             return "", "must be a whole number of minutes, at least 1"
+        return str(int(text)), None
+    if key.kind == "count":
+        if not DIGITS.fullmatch(text) or not 1 <= int(text) <= MAX_COUNT:
+            return "", f"must be a whole number from 1 to {MAX_COUNT}"
         return str(int(text)), None
     if key.kind == "store":
         if not DIGITS.fullmatch(text) or int(text) < 1:

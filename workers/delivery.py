@@ -6,12 +6,18 @@ failure means is decided in workers/failures.py: a retryable one returns RQ's
 retries, or the receiver's `Retry-After`), so RQ's scheduler runs it again; a
 permanent one, or the last, raises `DeliveryFailed` and the job waits in RQ's
 failed registry while the event log says FAILED and why.
+
+Failed attempts in a row are counted per instance; past the instance's
+`event.notification.pause.threshold`, or on 410 Gone, its deliveries pause and
+the events wait in its buffer instead of failing (workers/pausing.py).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -25,14 +31,12 @@ from workers.delivery_log import BODY_EXCERPT, DeliveryLog, attempt_entry, now_m
 from workers.failures import RETRY_SCHEDULE, Verdict, judge_status, next_delay, retry_after
 from workers.inbox import InboxItem
 from workers.instances import Instance
+from workers.pausing import Pauses
 from workers.poll_store import PollStore, marker_ttl
 from workers.signatures import elements_signature
 from workers.transport import TOTAL_TIMEOUT, CallbackRefused, deadline
 
 log = structlog.get_logger(logger_name="workers.delivery")
-
-JOB_TIMEOUT = 60  # seconds; a delivery takes at most TOTAL_TIMEOUT plus building the body
-FAILURE_TTL = 30 * 24 * 3600
 
 
 class DeliveryFailed(Exception):
@@ -45,12 +49,14 @@ def safe_url(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
 
-def deliver(item: str, instance_id: int) -> str | Retry:
+def deliver(item: str, instance_id: int, drained: bool = False) -> str | Retry:
     """Deliver inbox `item` to instance `instance_id`.
 
-    Returns "delivered" on a 2xx, "skipped" when the instance was deleted, disabled,
-    unsubscribed or moved meanwhile, or when polling already reported the change, and
-    RQ's `Retry` after a retryable failure. Raises `DeliveryFailed` when it fails for good.
+    Returns "delivered" on a 2xx; "skipped" when the instance was deleted, disabled,
+    unsubscribed or moved meanwhile, or polling already reported the change; "paused"
+    when the item went to the instance's buffer (workers/pausing.py), to be sent when
+    the endpoint is back; RQ's `Retry` after a retryable failure. Raises
+    `DeliveryFailed` when it fails for good. `drained` marks jobs the drain made.
     """
     event = InboxItem.loads(item)
     webhook_id = event.notification_id(instance_id)
@@ -62,17 +68,120 @@ def deliver(item: str, instance_id: int) -> str | Retry:
         # The instance is read now, not at ingest: a changed callback URL applies to queued events.
         stored = ctx.redis.get(keys.instance(instance_id))
         instance = Instance.loads(stored) if stored is not None else None
-        reason = _why_skip(event, instance, webhook_id)
-        if reason is not None or instance is None or instance.callback_url is None:
-            reason = reason or "instance deleted"
-            log.info("delivery.skipped", reason=reason)
-            events_log.mark(webhook_id, "SKIPPED", reason)
-            return "skipped"
-        body = envelope.build(event, instance)
-        return _attempt(ctx.client, events_log, instance.callback_url, body, instance, webhook_id)
+        reason = _why_skip(event, instance)
+        if reason is not None or instance is None:
+            return _skip(events_log, webhook_id, reason or "instance deleted")
+        pauses = Pauses(ctx.redis)
+        gate = pauses.gate(instance_id, item, drained=drained)
+        if gate.parked:
+            events_log.mark(webhook_id, "PAUSED", PAUSED_REASON)
+            log.info("delivery.paused")
+            return "paused"
+        if event.kind == "webhook" and _polled_already(event, instance, webhook_id):
+            return _skip(events_log, webhook_id, "the poller already reported this change")
+        sent = send(ctx.client, instance, envelope.build(event, instance), webhook_id)
+        if sent.verdict is None:
+            events_log.attempted(webhook_id, sent.entry, "NOTIFIED")
+            log.info("delivery.succeeded", url=sent.target, status=sent.status, ms=sent.ms)
+            if gate.failures:
+                pauses.succeeded(instance_id)
+            return "delivered"
+        return _failed(pauses, events_log, item, instance, webhook_id, sent)
 
 
-def _why_skip(event: InboxItem, instance: Instance | None, webhook_id: str) -> str | None:
+def _skip(events_log: DeliveryLog, webhook_id: str, reason: str) -> str:
+    log.info("delivery.skipped", reason=reason)
+    events_log.mark(webhook_id, "SKIPPED", reason)
+    return "skipped"
+
+
+PAUSED_REASON = "deliveries to this instance are paused; the event waits in its buffer"
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One attempt's outcome: `verdict` is None on a 2xx."""
+
+    target: str  # scheme://host:port, safe to log
+    status: int | None
+    ms: float
+    entry: dict[str, Any]  # the event log's attempt record
+    verdict: Verdict | None
+    asked: int | None  # the receiver's Retry-After, clamped
+    excerpt: bytes
+
+
+def send(client: httpx.Client, instance: Instance, body: bytes, webhook_id: str) -> Sent:
+    """POST `body` to the instance's callback URL once, signed. Never raises for what the
+    endpoint or the network does: every outcome is in the returned `Sent`."""
+    url = instance.callback_url or ""
+    headers = _headers(instance, webhook_id, body)
+    started = time.monotonic()
+    status: int | None = None
+    excerpt = b""
+    asked: int | None = None
+    verdict: Verdict | None = None
+    try:
+        with deadline(TOTAL_TIMEOUT), client.stream("POST", url, content=body, headers=headers) as response:
+            excerpt = _read_excerpt(response)
+            status = response.status_code
+            asked = retry_after(response.headers.get("retry-after"))
+    except (CallbackRefused, httpx.InvalidURL, ValueError) as exc:
+        # Retrying cannot change the answer.
+        verdict = Verdict(False, f"{type(exc).__name__}: {exc}")
+    except httpx.HTTPError as exc:
+        verdict = Verdict(True, type(exc).__name__)
+    else:
+        verdict = None if 200 <= status < 300 else judge_status(status)
+    ms = _ms(started)
+    error = None if status else (verdict.reason if verdict else None)
+    return Sent(safe_url(url), status, ms, attempt_entry(status, error, ms, excerpt), verdict, asked, excerpt)
+
+
+def _failed(
+    pauses: Pauses, events_log: DeliveryLog, item: str, instance: Instance, webhook_id: str, sent: Sent
+) -> str | Retry:
+    """After a failed attempt: pause (410, or too many failures in a row), retry, or give up."""
+    verdict = sent.verdict
+    assert verdict is not None
+    details = {"url": sent.target, "ms": sent.ms, "status": sent.status, "body": _text(sent.excerpt)}
+    if verdict.gone:
+        pauses.pause(instance.id, f"{verdict.reason}; resume by hand once it is back")
+        return _park(pauses, events_log, item, instance, webhook_id, sent, details)
+    paused = pauses.failed(instance.id, instance.pause_threshold, verdict.reason)
+    job = get_current_job()
+    retries_done = (job.number_of_retries or 0) if job is not None else len(RETRY_SCHEDULE)
+    delay = next_delay(retries_done, sent.asked) if verdict.retry else None
+    if verdict.retry and paused:
+        return _park(pauses, events_log, item, instance, webhook_id, sent, details)
+    if delay is None:
+        reason = verdict.reason
+        if verdict.retry:
+            reason = f"gave up after {retries_done + 1} attempts; last: {verdict.reason}"
+        events_log.attempted(webhook_id, sent.entry, "FAILED", reason=reason)
+        log.error("delivery.failed", reason=reason, **details)
+        raise DeliveryFailed(reason)
+    events_log.attempted(webhook_id, sent.entry, "DISPATCHED", next_attempt=now_ms() + delay * 1000,
+                         reason=verdict.reason)  # fmt: skip
+    log.warning("delivery.attempt_failed", reason=verdict.reason, retry_in=delay,
+                retries_left=len(RETRY_SCHEDULE) - retries_done, **details)  # fmt: skip
+    return Retry(max=len(RETRY_SCHEDULE), interval=delay)
+
+
+def _park(
+    pauses: Pauses, events_log: DeliveryLog, item: str, instance: Instance, webhook_id: str, sent: Sent,
+    details: dict[str, Any],
+) -> str | Retry:  # fmt: skip
+    """Put a failed delivery in the paused instance's buffer; retry as usual if it resumed meanwhile."""
+    assert sent.verdict is not None
+    if not pauses.gate(instance.id, item).parked:
+        return Retry(max=len(RETRY_SCHEDULE), interval=RETRY_SCHEDULE[0])
+    events_log.attempted(webhook_id, sent.entry, "PAUSED", reason=PAUSED_REASON)
+    log.warning("delivery.paused_instance", reason=sent.verdict.reason, **details)
+    return "paused"
+
+
+def _why_skip(event: InboxItem, instance: Instance | None) -> str | None:
     if instance is None:
         return "instance deleted"
     if not instance.subscribed or instance.callback_url is None:
@@ -80,8 +189,6 @@ def _why_skip(event: InboxItem, instance: Instance | None, webhook_id: str) -> s
     if instance.store_id != event.store_id:
         # The instance was moved to another store after this event was queued: not its data any more.
         return "instance moved to another store"
-    if event.kind == "webhook" and _polled_already(event, instance, webhook_id):
-        return "the poller already reported this change"
     return None
 
 
@@ -98,52 +205,6 @@ def _headers(instance: Instance, webhook_id: str, body: bytes) -> dict[str, str]
         headers["webhook-timestamp"] = str(int(now.timestamp()))
         headers["webhook-signature"] = Webhook(instance.standard_secret).sign(webhook_id, now, body.decode())
     return headers
-
-
-def _attempt(
-    client: httpx.Client, events_log: DeliveryLog, url: str, body: bytes, instance: Instance, webhook_id: str
-) -> str | Retry:
-    headers = _headers(instance, webhook_id, body)
-    started = time.monotonic()
-    target = safe_url(url)
-    status: int | None = None
-    excerpt = b""
-    asked: int | None = None
-    try:
-        with deadline(TOTAL_TIMEOUT), client.stream("POST", url, content=body, headers=headers) as response:
-            excerpt = _read_excerpt(response)
-            status = response.status_code
-            asked = retry_after(response.headers.get("retry-after"))
-    except (CallbackRefused, httpx.InvalidURL, ValueError) as exc:
-        # Retrying cannot change the answer.
-        verdict = Verdict(False, f"{type(exc).__name__}: {exc}")
-    except httpx.HTTPError as exc:
-        verdict = Verdict(True, type(exc).__name__)
-    else:
-        if 200 <= status < 300:
-            ms = _ms(started)
-            events_log.attempted(webhook_id, attempt_entry(status, None, ms, excerpt), "NOTIFIED")
-            log.info("delivery.succeeded", url=target, status=status, ms=ms)
-            return "delivered"
-        verdict = judge_status(status)
-    ms = _ms(started)
-    entry = attempt_entry(status, None if status else verdict.reason, ms, excerpt)
-    job = get_current_job()
-    retries_done = (job.number_of_retries or 0) if job is not None else len(RETRY_SCHEDULE)
-    delay = next_delay(retries_done, asked) if verdict.retry else None
-    if delay is None:
-        reason = (
-            verdict.reason
-            if not verdict.retry
-            else f"gave up after {retries_done + 1} attempts; last: {verdict.reason}"
-        )
-        events_log.attempted(webhook_id, entry, "FAILED", reason=reason)
-        log.error("delivery.failed", url=target, ms=ms, status=status, reason=reason, body=_text(excerpt))
-        raise DeliveryFailed(reason)
-    events_log.attempted(webhook_id, entry, "DISPATCHED", next_attempt=now_ms() + delay * 1000, reason=verdict.reason)
-    log.warning("delivery.attempt_failed", url=target, ms=ms, status=status, reason=verdict.reason,
-                body=_text(excerpt), retry_in=delay, retries_left=len(RETRY_SCHEDULE) - retries_done)  # fmt: skip
-    return Retry(max=len(RETRY_SCHEDULE), interval=delay)
 
 
 def _text(excerpt: bytes) -> str:

@@ -11,7 +11,8 @@ One record per (event, instance), keyed by the notification id (the
   creation time, newest last: the index the API pages through.
 
 Status: RECEIVED (queued) → DISPATCHED (attempted, retry due at `next_attempt`)
-→ NOTIFIED (2xx) or FAILED (permanent, or retries spent). SKIPPED: not sent on
+→ NOTIFIED (2xx) or FAILED (permanent, or retries spent). PAUSED: waiting in the
+buffer of an instance whose deliveries are paused (workers/pausing.py). SKIPPED: not sent on
 purpose (events switched off, instance moved or deleted, already reported by
 polling). Everything expires `retention` seconds after its last change, and an
 instance's index keeps at most `MAX_PER_INSTANCE` records, deleting the oldest.
@@ -28,7 +29,7 @@ import redis
 from workers import envelope, keys
 from workers.inbox import InboxItem
 
-STATUSES = ("RECEIVED", "DISPATCHED", "NOTIFIED", "FAILED", "SKIPPED")
+STATUSES = ("RECEIVED", "DISPATCHED", "PAUSED", "NOTIFIED", "FAILED", "SKIPPED")
 MAX_ATTEMPTS = 50
 MAX_PER_INSTANCE = 100_000
 BODY_EXCERPT = 2048
@@ -111,6 +112,13 @@ class DeliveryLog:
         fields: dict[str, Any] = {"status": status, "updated": now_ms(), "next_attempt": next_attempt or ""}
         fields["reason"] = reason or ""
         pipe.hset(record, mapping=fields)  # type: ignore[arg-type]
+        pipe.expire(record, self.retention)
+
+    def resumed(self, pipe: redis.client.Pipeline, notification: str, job_id: str) -> None:
+        """A PAUSED delivery is queued again by the drain (in the drain's MULTI)."""
+        record = keys.delivery(notification)
+        pipe.hset(record, mapping={"status": "RECEIVED", "updated": now_ms(), "next_attempt": "", "reason": "",
+                                   "job": job_id})  # fmt: skip
         pipe.expire(record, self.retention)
 
     def replayed(self, pipe: redis.client.Pipeline, notification: str, job_id: str) -> None:

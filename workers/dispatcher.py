@@ -18,16 +18,20 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 
 import orjson
 import redis
 import structlog
 from rq import Queue, Retry
+from rq.job import Job
 from rq.queue import EnqueueData
 
-from workers import delivery, keys
+from workers import jobs, keys
 from workers.delivery_log import DeliveryLog
 from workers.inbox import InboxItem
+from workers.instances import Instance
+from workers.pausing import Pauses
 
 log = structlog.get_logger(logger_name="workers.dispatcher")
 
@@ -37,6 +41,7 @@ HEARTBEAT_SECONDS = 5.0
 # A dispatcher silent for this long is dead; its items go back to the inbox.
 ORPHAN_AFTER_SECONDS = 60.0
 DEAD_LETTERS = keys.PREFIX + "inbox:malformed"
+DUE_CHECK_SECONDS = 1.0
 
 
 class Dispatcher:
@@ -44,10 +49,12 @@ class Dispatcher:
         self.redis = connection
         self.queue = queue
         self.log = DeliveryLog(connection, retention)
+        self.pauses = Pauses(connection)
         self.poll_queue = Queue(keys.POLL_QUEUE, connection=queue.connection, serializer=queue.serializer)
         self.name = name
         self.processing = keys.dispatching(name)
         self._last_heartbeat = 0.0
+        self._last_due_check = 0.0
 
     def run(self, stop: threading.Event) -> None:
         """Dispatch until `stop` is set. Survives Redis outages by backing off."""
@@ -55,6 +62,7 @@ class Dispatcher:
         while not stop.is_set():
             try:
                 self.heartbeat()
+                self.check_due()
                 self.step()
                 backoff = 0.1
             except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -84,6 +92,13 @@ class Dispatcher:
         self._last_heartbeat = now
         self.recover_orphans(now)
 
+    def check_due(self) -> None:
+        """Once a second: start the probes and drain steps of paused instances that are due."""
+        now = time.monotonic()
+        if now - self._last_due_check >= DUE_CHECK_SECONDS:
+            self._last_due_check = now
+            self.schedule_due()
+
     def recover_orphans(self, now: float) -> int:
         """Move the items of dead dispatchers back to the inbox. Returns how many."""
         moved = 0
@@ -112,33 +127,33 @@ class Dispatcher:
         return len(items)
 
     def dispatch(self, items: list[bytes]) -> None:
-        jobs: list[EnqueueData] = []
-        results: list[EnqueueData] = []
-        records: list[tuple[InboxItem, int, str]] = []  # event log entries: (item, instance, job id)
-        replays: list[tuple[str, str]] = []  # (notification id, job id)
+        decoded: list[tuple[InboxItem, str]] = []
         malformed = []
         for raw in items:
             try:
-                item = InboxItem.loads(raw)
+                decoded.append((InboxItem.loads(raw), raw.decode()))
             except (ValueError, KeyError, TypeError):
                 malformed.append(raw)
-                continue
+        instances = self._instances({i for item, _ in decoded for i in item.instances})
+        created: list[Job] = []
+        results: list[EnqueueData] = []
+        records: list[tuple[InboxItem, int, str]] = []  # event log entries: (item, instance, job id)
+        replays: list[tuple[str, str]] = []  # (notification id, job id)
+        for item, text in decoded:
             if item.kind == "results":
-                results.append(_results_job(item, raw.decode()))
+                results.append(_results_job(item, text))
             elif item.kind == "replay":
-                for notification, job in self._replay_jobs(item):
-                    jobs.append(job)
-                    replays.append((notification, job.job_id or ""))
+                for notification, job in self._replay_jobs(item, instances.get(item.instances[0])):
+                    created.append(job)
+                    replays.append((notification, job.id))
             else:
                 for instance_id in item.instances:
-                    job = _delivery_job(
-                        item, raw.decode(), instance_id, "dlv-" + _hex(item.notification_id(instance_id))
-                    )
-                    jobs.append(job)
-                    records.append((item, instance_id, job.job_id or ""))
+                    job_id = "dlv-" + _hex(item.notification_id(instance_id))
+                    created.append(jobs.delivery_job(self.queue, item, text, instance_id, instances.get(instance_id),
+                                                     job_id))  # fmt: skip
+                    records.append((item, instance_id, job_id))
         with self.redis.pipeline(transaction=True) as pipe:
-            if jobs:
-                self.queue.enqueue_many(jobs, pipeline=pipe)
+            jobs.enqueue(self.queue, created, pipe)
             if results:
                 self.poll_queue.enqueue_many(results, pipeline=pipe)
             for item, instance_id, job_id in records:
@@ -151,9 +166,17 @@ class Dispatcher:
             pipe.execute()
         if malformed:
             log.error("dispatcher.malformed_items", count=len(malformed), kept_in=DEAD_LETTERS)
-        log.debug("dispatcher.dispatched", events=len(items) - len(malformed), jobs=len(jobs))
+        log.debug("dispatcher.dispatched", events=len(items) - len(malformed), jobs=len(created))
 
-    def _replay_jobs(self, request: InboxItem) -> list[tuple[str, EnqueueData]]:
+    def _instances(self, ids: set[int]) -> dict[int, Instance]:
+        """The instances a batch goes to (for their callback URL and concurrency), in one MGET."""
+        wanted = sorted(ids)
+        if not wanted:
+            return {}
+        found = self.redis.mget([keys.instance(i) for i in wanted])
+        return {i: Instance.loads(raw) for i, raw in zip(wanted, found, strict=True) if raw is not None}
+
+    def _replay_jobs(self, request: InboxItem, instance: Instance | None) -> list[tuple[str, Job]]:
         """Delivery jobs for the notifications a replay request names that the log still holds.
         Each keeps its notification id (receivers deduplicate on it) under a new job id."""
         instance_id = request.instances[0]
@@ -164,31 +187,31 @@ class Dispatcher:
             if item is None or owner != str(instance_id):
                 continue  # expired meanwhile, or not this instance's
             job_id = f"dlv-{_hex(notification)}-r{int(replays or 0) + 1}"
-            found.append((notification, _delivery_job(InboxItem.loads(item), item, instance_id, job_id)))
+            job = jobs.delivery_job(self.queue, InboxItem.loads(item), item, instance_id, instance, job_id)
+            found.append((notification, job))
         return found
+
+    def schedule_due(self) -> int:
+        """Enqueue a `tick` (probe or drain step, workers/drain.py) for each instance that is due."""
+        due = self.pauses.claim_due()
+        for instance_id in due:
+            self.queue.enqueue(
+                "workers.drain.tick", instance_id, job_id=f"tick-{instance_id}-{uuid.uuid4().hex[:12]}",
+                job_timeout=jobs.JOB_TIMEOUT, result_ttl=0, failure_ttl=jobs.FAILURE_TTL,
+                description=f"probe or drain instance {instance_id}",
+            )  # fmt: skip
+        return len(due)
 
 
 def _hex(notification: str) -> str:
     return notification.replace("-", "")
 
 
-def _delivery_job(item: InboxItem, text: str, instance_id: int, job_id: str) -> EnqueueData:
-    return Queue.prepare_data(
-        "workers.delivery.deliver",
-        args=(text, instance_id),
-        job_id=job_id,
-        timeout=delivery.JOB_TIMEOUT,
-        result_ttl=0,
-        failure_ttl=delivery.FAILURE_TTL,
-        description=f"deliver {item.event_type} {item.key} to instance {instance_id}",
-    )
-
-
 def _results_job(item: InboxItem, text: str) -> EnqueueData:
     """Polling results posted from outside: classified by a job, like our own rounds."""
     return Queue.prepare_data(
         "workers.polling.ingest_results", args=(text,), job_id="res-" + item.event_id,
-        timeout=120, result_ttl=0, failure_ttl=delivery.FAILURE_TTL,
+        timeout=120, result_ttl=0, failure_ttl=jobs.FAILURE_TTL,
         retry=Retry(max=5, interval=[1, 5, 30, 120, 600]),
         description=f"classify {item.event_type} results for instance {item.instances[0]}",
     )  # fmt: skip

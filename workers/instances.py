@@ -111,6 +111,16 @@ class Instance:
         return self.configuration.get("ecwid.api.token") or self.provider.get("access_token") or None
 
     @property
+    def concurrency(self) -> int:
+        """Deliveries in flight at once to this instance's callback URL (RQ's RateLimit)."""
+        return int(cfg.effective(self.configuration, "event.notification.concurrency") or "4")
+
+    @property
+    def pause_threshold(self) -> int:
+        """Consecutive failed attempts after which deliveries pause (workers/pausing.py)."""
+        return int(cfg.effective(self.configuration, "event.notification.pause.threshold") or "20")
+
+    @property
     def poll_interval(self) -> int:
         """Minutes between polling rounds."""
         return int(cfg.effective(self.configuration, "event.poller.refresh_interval") or "15")

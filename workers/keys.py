@@ -5,6 +5,8 @@ All keys live under the `relay:` prefix, except RQ's own `rq:` keys.
 
 from __future__ import annotations
 
+import hashlib
+
 PREFIX = "relay:"
 
 INSTANCE_SEQUENCE = PREFIX + "instance-seq"
@@ -83,3 +85,22 @@ def delivery_attempts(notification_id: str) -> str:
 def instance_deliveries(instance_id: int) -> str:
     """An instance's event log index: notification ids scored by creation time (ms)."""
     return f"{PREFIX}instance:{instance_id}:deliveries"
+
+
+# Pause and drain (workers/pausing.py).
+DELIVERY_DUE = PREFIX + "pause:due"  # instance ids scored by when their next probe or drain step is due (ms)
+
+
+def delivery_state(instance_id: int) -> str:
+    """An instance's delivery state: paused or draining, since when, why, failures in a row."""
+    return f"{PREFIX}instance:{instance_id}:delivery"
+
+
+def delivery_buffer(instance_id: int) -> str:
+    """The inbox items held while an instance's deliveries are paused, oldest first."""
+    return f"{PREFIX}instance:{instance_id}:buffer"
+
+
+def endpoint_limit(callback_url: str) -> str:
+    """The RQ RateLimit key of a callback URL: in-flight deliveries to it are capped."""
+    return "endpoint:" + hashlib.sha256(callback_url.encode()).hexdigest()[:24]

@@ -1,0 +1,100 @@
+"""The tick job: probe a paused instance's endpoint, or move the next part of its buffer back.
+
+Dispatchers enqueue one `tick` for each instance that is due in `relay:pause:due`
+(workers/pausing.py). A lock per instance keeps two ticks from overlapping, so a
+drain step never moves the same items twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import structlog
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+from workers import context, envelope, jobs, keys
+from workers.delivery import PAUSED_REASON, send
+from workers.delivery_log import DeliveryLog
+from workers.inbox import InboxItem
+from workers.instances import Instance
+from workers.pausing import LEASE_MS, Pauses, drain_size
+
+log = structlog.get_logger(logger_name="workers.drain")
+
+
+def tick(instance_id: int) -> str:
+    """Probe (when paused) or drain one step (when draining). Returns what it did; never raises
+    for what the endpoint does. Another tick holding the instance's lock makes this one a no-op."""
+    ctx = context.current()
+    lock = ctx.redis.lock(keys.delivery_state(instance_id) + ":tick", timeout=LEASE_MS / 1000, blocking=False)
+    if not lock.acquire():
+        return "busy"
+    try:
+        with structlog.contextvars.bound_contextvars(instance_id=instance_id):
+            pauses = Pauses(ctx.redis)
+            state = pauses.state(instance_id)
+            stored = ctx.redis.get(keys.instance(instance_id))
+            if stored is None:
+                pauses.forget(instance_id)
+                return "forgotten"
+            instance = Instance.loads(stored)
+            if state.get("state") == "paused" and not state.get("manual"):
+                return _probe(pauses, instance)
+            if state.get("state") == "draining":
+                return _drain_step(pauses, instance, int(state.get("step", "0")))
+            ctx.redis.zrem(keys.DELIVERY_DUE, instance_id)  # resumed or paused by hand meanwhile
+            return "idle"
+    finally:
+        lock.release()
+
+
+def _probe(pauses: Pauses, instance: Instance) -> str:
+    """Send the oldest buffered notification. Reached (2xx, or a deliberate 4xx): drain."""
+    ctx = context.current()
+    item = pauses.head(instance.id)
+    if item is None:
+        pauses.wait(instance.id, 60)  # nothing to probe with; a parked item makes it due at once
+        return "nothing to probe"
+    if not instance.subscribed or instance.callback_url is None:
+        pauses.probe_reached(instance.id, "")  # the drained jobs will mark them SKIPPED
+        return "resumed: events off"
+    event = InboxItem.loads(item)
+    webhook_id = event.notification_id(instance.id)
+    events_log = DeliveryLog(ctx.redis, ctx.settings.event_retention)
+    sent = send(ctx.client, instance, envelope.build(event, instance), webhook_id)
+    verdict = sent.verdict
+    if verdict is None or not (verdict.retry or verdict.gone):
+        status = "NOTIFIED" if verdict is None else "FAILED"
+        events_log.attempted(webhook_id, sent.entry, status, reason=None if verdict is None else verdict.reason)
+        pauses.probe_reached(instance.id, item)
+        log.info("delivery.resumed", url=sent.target, status=sent.status, probed=webhook_id)
+        return "resumed"
+    events_log.attempted(webhook_id, sent.entry, "PAUSED", reason=PAUSED_REASON)
+    if verdict.gone:
+        pauses.pause(instance.id, f"{verdict.reason}; resume by hand once it is back")
+        return "gone"
+    delay = pauses.probe_failed(instance.id)
+    log.warning("delivery.probe_failed", url=sent.target, status=sent.status, reason=verdict.reason, next_in=delay)
+    return "probe failed"
+
+
+def _drain_step(pauses: Pauses, instance: Instance, step: int) -> str:
+    """Move the next `drain_size(step)` buffered items into the queue, in one transaction."""
+    ctx = context.current()
+    items = pauses.buffered(instance.id, drain_size(step))
+    queue = Queue(keys.DELIVERY_QUEUE, connection=ctx.redis, serializer=JSONSerializer)
+    events_log = DeliveryLog(ctx.redis, ctx.settings.event_retention)
+    created = []
+    for text in items:
+        event = InboxItem.loads(text)
+        job_id = f"dlv-{event.notification_id(instance.id).replace('-', '')}-d{uuid.uuid4().hex[:8]}"
+        created.append((event, jobs.delivery_job(queue, event, text, instance.id, instance, job_id, drained=True)))
+    with ctx.redis.pipeline(transaction=True) as pipe:
+        jobs.enqueue(queue, [job for _, job in created], pipe)
+        for event, job in created:
+            events_log.resumed(pipe, event.notification_id(instance.id), job.id)
+        pauses.drained(pipe, instance.id, len(items))
+        pipe.execute()
+    log.info("delivery.drained", moved=len(items), step=step)
+    return f"drained {len(items)}"

@@ -1,0 +1,60 @@
+"""How delivery jobs are made: their ids, timeouts, and the per-endpoint concurrency limit.
+
+Each delivery job carries RQ's `RateLimit` keyed by its callback URL: at most
+`event.notification.concurrency` (default 4) deliveries to one URL are queued
+or running at once. The rest wait in RQ's rate-limited set, outside the queue,
+so a slow endpoint holds a few workers at most and every other instance's
+deliveries go on. RQ releases a slot when a job ends, fails or is scheduled for
+a retry, and frees the slots of jobs whose worker died.
+"""
+
+from __future__ import annotations
+
+from redis.client import Pipeline
+from rq import Queue
+from rq.job import Job
+from rq.rate_limit import RateLimit
+
+from workers import keys
+from workers.inbox import InboxItem
+from workers.instances import Instance
+
+JOB_TIMEOUT = 60  # seconds; a delivery takes at most the transport's 10 s deadline plus building the body
+FAILURE_TTL = 30 * 24 * 3600
+
+
+def delivery_job(
+    queue: Queue, item: InboxItem, text: str, instance_id: int, instance: Instance | None, job_id: str,
+    *, drained: bool = False,
+) -> Job:  # fmt: skip
+    """A job delivering `item` (serialised as `text`) to `instance_id`, limited per callback URL."""
+    url = instance.callback_url if instance is not None else None
+    return queue.create_job(
+        "workers.delivery.deliver",
+        args=(text, instance_id, drained) if drained else (text, instance_id),
+        job_id=job_id,
+        timeout=JOB_TIMEOUT,
+        result_ttl=0,
+        failure_ttl=FAILURE_TTL,
+        description=f"deliver {item.event_type} {item.key} to instance {instance_id}",
+        rate_limit=RateLimit(keys.endpoint_limit(url), instance.concurrency) if instance and url else None,
+    )
+
+
+def enqueue(queue: Queue, jobs: list[Job], pipe: Pipeline) -> None:
+    """Add `jobs` to `pipe` (a MULTI the caller executes), through the rate limiter where they have one.
+
+    This is what `Queue.enqueue_many` does, plus the rate limiter: RQ's public `enqueue_job`
+    refuses a pipeline for rate-limited jobs only because a caller that saved the job again
+    afterwards would overwrite its promoted status. We never do, and the jobs must be created in
+    the same transaction that takes their items off the inbox or the buffer.
+    """
+    if not jobs:
+        return
+    pipe.sadd(queue.redis_queues_keys, queue.key)
+    for job in jobs:
+        job.origin = queue.name
+        if job.has_rate_limit:
+            queue._enqueue_rate_limited_job(job, pipeline=pipe)
+        else:
+            queue._enqueue_job(job, pipeline=pipe)
