@@ -21,8 +21,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import redis
 import structlog
 from rq import Retry, get_current_job
+from rq.job import Job
 from standardwebhooks.webhooks import Webhook
 
 from workers import context, envelope, keys
@@ -68,7 +70,7 @@ def deliver(item: str, instance_id: int, drained: bool = False) -> str | Retry:
         # The instance is read now, not at ingest: a changed callback URL applies to queued events.
         stored = ctx.redis.get(keys.instance(instance_id))
         instance = Instance.loads(stored) if stored is not None else None
-        reason = _why_skip(event, instance)
+        reason = skip_reason(event, instance)
         if reason is not None or instance is None:
             return _skip(events_log, webhook_id, reason or "instance deleted")
         pauses = Pauses(ctx.redis)
@@ -77,14 +79,14 @@ def deliver(item: str, instance_id: int, drained: bool = False) -> str | Retry:
             events_log.mark(webhook_id, "PAUSED", PAUSED_REASON)
             log.info("delivery.paused")
             return "paused"
-        if event.kind == "webhook" and _polled_already(event, instance, webhook_id):
+        if event.kind == "webhook" and already_reported(event, instance, webhook_id):
             return _skip(events_log, webhook_id, "the poller already reported this change")
         sent = send(ctx.client, instance, envelope.build(event, instance), webhook_id)
         if sent.verdict is None:
             events_log.attempted(webhook_id, sent.entry, "NOTIFIED")
             log.info("delivery.succeeded", url=sent.target, status=sent.status, ms=sent.ms)
-            if gate.failures:
-                pauses.succeeded(instance_id)
+            # Unconditionally: with several in flight, a success may end a run that began after its gate.
+            pauses.succeeded(instance_id)
             return "delivered"
         return _failed(pauses, events_log, item, instance, webhook_id, sent)
 
@@ -141,29 +143,40 @@ def send(client: httpx.Client, instance: Instance, body: bytes, webhook_id: str)
 def _failed(
     pauses: Pauses, events_log: DeliveryLog, item: str, instance: Instance, webhook_id: str, sent: Sent
 ) -> str | Retry:
-    """After a failed attempt: pause (410, or too many failures in a row), retry, or give up."""
+    """After a failed attempt: pause (410, or too many retryable failures in a row), retry, or give up."""
     verdict = sent.verdict
     assert verdict is not None
     details = {"url": sent.target, "ms": sent.ms, "status": sent.status, "body": _text(sent.excerpt)}
     if verdict.gone:
         pauses.pause(instance.id, f"{verdict.reason}; resume by hand once it is back")
         return _park(pauses, events_log, item, instance, webhook_id, sent, details)
-    paused = pauses.failed(instance.id, instance.pause_threshold, verdict.reason)
     job = get_current_job()
     retries_done = (job.number_of_retries or 0) if job is not None else len(RETRY_SCHEDULE)
-    delay = next_delay(retries_done, sent.asked) if verdict.retry else None
-    if verdict.retry and paused:
-        return _park(pauses, events_log, item, instance, webhook_id, sent, details)
-    if delay is None:
+    if verdict.retry:
+        if pauses.failed(instance.id, instance.pause_threshold, verdict.reason):
+            return _park(pauses, events_log, item, instance, webhook_id, sent, details)
+        delay = next_delay(retries_done, sent.asked)
+        if delay is not None:
+            return _retry(events_log, webhook_id, sent, delay, retries_done, details)
+        reason = f"gave up after {retries_done + 1} attempts; last: {verdict.reason}"
+    else:
+        # A deliberate rejection of this event (or a URL we refuse): the endpoint itself is not down.
+        pauses.succeeded(instance.id)
         reason = verdict.reason
-        if verdict.retry:
-            reason = f"gave up after {retries_done + 1} attempts; last: {verdict.reason}"
-        events_log.attempted(webhook_id, sent.entry, "FAILED", reason=reason)
-        log.error("delivery.failed", reason=reason, **details)
-        raise DeliveryFailed(reason)
+    events_log.attempted(webhook_id, sent.entry, "FAILED", reason=reason)
+    log.error("delivery.failed", reason=reason, **details)
+    if job is not None:
+        job.retries_left = 0  # the enqueue-time policy is for crashes, not for this
+    raise DeliveryFailed(reason)
+
+
+def _retry(
+    events_log: DeliveryLog, webhook_id: str, sent: Sent, delay: int, retries_done: int, details: dict[str, Any]
+) -> Retry:
+    assert sent.verdict is not None
     events_log.attempted(webhook_id, sent.entry, "DISPATCHED", next_attempt=now_ms() + delay * 1000,
-                         reason=verdict.reason)  # fmt: skip
-    log.warning("delivery.attempt_failed", reason=verdict.reason, retry_in=delay,
+                         reason=sent.verdict.reason)  # fmt: skip
+    log.warning("delivery.attempt_failed", reason=sent.verdict.reason, retry_in=delay,
                 retries_left=len(RETRY_SCHEDULE) - retries_done, **details)  # fmt: skip
     return Retry(max=len(RETRY_SCHEDULE), interval=delay)
 
@@ -175,13 +188,32 @@ def _park(
     """Put a failed delivery in the paused instance's buffer; retry as usual if it resumed meanwhile."""
     assert sent.verdict is not None
     if not pauses.gate(instance.id, item).parked:
-        return Retry(max=len(RETRY_SCHEDULE), interval=RETRY_SCHEDULE[0])
+        job = get_current_job()
+        retries_done = (job.number_of_retries or 0) if job is not None else 0
+        delay = next_delay(retries_done, sent.asked) or RETRY_SCHEDULE[-1]
+        return _retry(events_log, webhook_id, sent, delay, retries_done, details)
     events_log.attempted(webhook_id, sent.entry, "PAUSED", reason=PAUSED_REASON)
     log.warning("delivery.paused_instance", reason=sent.verdict.reason, **details)
     return "paused"
 
 
-def _why_skip(event: InboxItem, instance: Instance | None) -> str | None:
+def on_failure(job: Job, connection: redis.Redis, kind: type, value: BaseException, traceback: Any) -> None:
+    """RQ's failure callback: an attempt ended in an exception the job did not decide on (it
+    crashed, or Redis blinked). Says so in the event log; RQ retries on the enqueue-time policy."""
+    if isinstance(value, DeliveryFailed) or len(job.args) < 2:
+        return  # decided and logged by the job itself
+    event = InboxItem.loads(job.args[0])
+    webhook_id = event.notification_id(int(job.args[1]))
+    error = f"unexpected {kind.__name__} in the relay"
+    events_log = DeliveryLog(connection, context.current().settings.event_retention)
+    if job.retries_left:
+        events_log.mark(webhook_id, "DISPATCHED", f"{error}; retrying")
+    else:
+        events_log.mark(webhook_id, "FAILED", f"{error}; retries spent")
+
+
+def skip_reason(event: InboxItem, instance: Instance | None) -> str | None:
+    """Why `event` must not go to `instance` now (deleted, events off, moved), or None."""
     if instance is None:
         return "instance deleted"
     if not instance.subscribed or instance.callback_url is None:
@@ -226,7 +258,7 @@ def _read_excerpt(response: httpx.Response) -> bytes:
     return bytes(chunks[:BODY_EXCERPT])
 
 
-def _polled_already(event: InboxItem, instance: Instance, webhook_id: str) -> bool:
+def already_reported(event: InboxItem, instance: Instance, webhook_id: str) -> bool:
     """True when polling (ours, or results posted from outside) already forwarded this change;
     otherwise records that this webhook reports it (workers/changes.py)."""
     what = envelope.meaning(event)

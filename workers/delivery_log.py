@@ -34,20 +34,46 @@ MAX_ATTEMPTS = 50
 MAX_PER_INSTANCE = 100_000
 BODY_EXCERPT = 2048
 
-# Index one record, then drop what fell out of the retention window or over the cap,
-# records included, so the index never points at much that is gone and never grows unbounded.
+# Index one record, then tidy the index: forget entries older than the retention whose record has
+# expired (a record lives `retention` after its *last* change, so an old one may still be alive), and
+# over the cap drop the oldest, records included. So the index never grows without limit.
 _INDEX = """
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-local function drop(ids)
-  for _, id in ipairs(ids) do
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3], 'LIMIT', 0, 100)) do
+  if redis.call('EXISTS', ARGV[5] .. id) == 0 then
+    redis.call('DEL', ARGV[5] .. id .. ':attempts')
+    redis.call('ZREM', KEYS[1], id)
+  end
+end
+local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4])
+if excess > 0 then
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, excess - 1)) do
     redis.call('DEL', ARGV[5] .. id, ARGV[5] .. id .. ':attempts')
     redis.call('ZREM', KEYS[1], id)
   end
 end
-drop(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3], 'LIMIT', 0, 1000))
-local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4])
-if excess > 0 then drop(redis.call('ZRANGE', KEYS[1], 0, excess - 1)) end
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
+return 1
+"""
+
+# A status change of an existing record (an expired one stays gone: no partial records), with an
+# optional attempt, job id and replay count; refreshes the expiry of the record, its attempts and
+# its instance's index. KEYS: record, attempts. ARGV: status, updated, next_attempt, reason, ttl,
+# index prefix, attempt JSON or '', job id or '', '1' to count a replay, attempts kept.
+_STATUS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated', ARGV[2], 'next_attempt', ARGV[3], 'reason', ARGV[4])
+if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'job', ARGV[8]) end
+if ARGV[9] == '1' then redis.call('HINCRBY', KEYS[1], 'replays', 1) end
+local ttl = tonumber(ARGV[5])
+redis.call('EXPIRE', KEYS[1], ttl)
+if ARGV[7] ~= '' then
+  redis.call('RPUSH', KEYS[2], ARGV[7])
+  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[10]), -1)
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], ttl) end
+local index = ARGV[6] .. redis.call('HGET', KEYS[1], 'instance') .. ':deliveries'
+if redis.call('TTL', index) < ttl then redis.call('EXPIRE', index, ttl) end
 return 1
 """
 
@@ -62,6 +88,7 @@ class DeliveryLog:
         self.retention = retention
         self.max_per_instance = max_per_instance
         self._index = connection.register_script(_INDEX)
+        self._set_status = connection.register_script(_STATUS)
 
     def received(self, pipe: redis.client.Pipeline, item: InboxItem, instance_id: int, job_id: str) -> None:
         """Add the RECEIVED record of `item` at `instance_id` to `pipe` (the dispatcher's MULTI)."""
@@ -86,48 +113,31 @@ class DeliveryLog:
         self, notification: str, attempt: dict[str, Any], status: str, *, next_attempt: int | None = None,
         reason: str | None = None,
     ) -> None:  # fmt: skip
-        """Record one attempt and the status it leaves the delivery in."""
-        record, attempts = keys.delivery(notification), keys.delivery_attempts(notification)
-        if not self.redis.exists(record):
-            return  # expired (retention shorter than the retry schedule): nothing to add to
-        with self.redis.pipeline(transaction=True) as pipe:
-            pipe.rpush(attempts, orjson.dumps(attempt))
-            pipe.ltrim(attempts, -MAX_ATTEMPTS, -1)
-            self._set(pipe, notification, status, next_attempt=next_attempt, reason=reason)
-            pipe.expire(attempts, self.retention)
-            pipe.execute()
+        """Record one attempt and the status it leaves the delivery in (nothing if the record expired)."""
+        self._status(notification, status, next_attempt=next_attempt, reason=reason, attempt=orjson.dumps(attempt))
 
     def mark(self, notification: str, status: str, reason: str) -> None:
-        """Set a status without an attempt (SKIPPED, or FAILED before any request was made)."""
-        if self.redis.exists(keys.delivery(notification)):
-            with self.redis.pipeline(transaction=True) as pipe:
-                self._set(pipe, notification, status, reason=reason)
-                pipe.execute()
-
-    def _set(
-        self, pipe: redis.client.Pipeline, notification: str, status: str, *, next_attempt: int | None = None,
-        reason: str | None = None,
-    ) -> None:  # fmt: skip
-        record = keys.delivery(notification)
-        fields: dict[str, Any] = {"status": status, "updated": now_ms(), "next_attempt": next_attempt or ""}
-        fields["reason"] = reason or ""
-        pipe.hset(record, mapping=fields)  # type: ignore[arg-type]
-        pipe.expire(record, self.retention)
+        """Set a status without an attempt (SKIPPED, PAUSED, or FAILED before any request was made)."""
+        self._status(notification, status, reason=reason)
 
     def resumed(self, pipe: redis.client.Pipeline, notification: str, job_id: str) -> None:
         """A PAUSED delivery is queued again by the drain (in the drain's MULTI)."""
-        record = keys.delivery(notification)
-        pipe.hset(record, mapping={"status": "RECEIVED", "updated": now_ms(), "next_attempt": "", "reason": "",
-                                   "job": job_id})  # fmt: skip
-        pipe.expire(record, self.retention)
+        self._status(notification, "RECEIVED", job=job_id, pipe=pipe)
 
     def replayed(self, pipe: redis.client.Pipeline, notification: str, job_id: str) -> None:
         """Put a delivery back to RECEIVED for a replay (in the dispatcher's MULTI)."""
-        record = keys.delivery(notification)
-        pipe.hset(record, mapping={"status": "RECEIVED", "updated": now_ms(), "next_attempt": "", "reason": "",
-                                   "job": job_id})  # fmt: skip
-        pipe.hincrby(record, "replays", 1)
-        pipe.expire(record, self.retention)
+        self._status(notification, "RECEIVED", job=job_id, replay=True, pipe=pipe)
+
+    def _status(
+        self, notification: str, status: str, *, next_attempt: int | None = None, reason: str | None = None,
+        attempt: bytes = b"", job: str = "", replay: bool = False, pipe: redis.client.Pipeline | None = None,
+    ) -> None:  # fmt: skip
+        self._set_status(
+            keys=[keys.delivery(notification), keys.delivery_attempts(notification)],
+            args=[status, now_ms(), next_attempt or "", reason or "", self.retention, keys.PREFIX + "instance:",
+                  attempt, job, "1" if replay else "0", MAX_ATTEMPTS],
+            client=pipe,
+        )  # fmt: skip
 
 
 def attempt_entry(status: int | None, error: str | None, ms: float, body: bytes = b"") -> dict[str, Any]:

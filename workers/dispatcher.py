@@ -186,18 +186,19 @@ class Dispatcher:
             item, replays, owner = (None if v is None else v.decode() for v in stored)  # type: ignore[union-attr]
             if item is None or owner != str(instance_id):
                 continue  # expired meanwhile, or not this instance's
-            job_id = f"dlv-{_hex(notification)}-r{int(replays or 0) + 1}"
+            job_id = f"dlv-{_hex(notification)}-r{int(replays or 0) + 1}-{uuid.uuid4().hex[:6]}"
             job = jobs.delivery_job(self.queue, InboxItem.loads(item), item, instance_id, instance, job_id)
             found.append((notification, job))
         return found
 
     def schedule_due(self) -> int:
         """Enqueue a `tick` (probe or drain step, workers/drain.py) for each instance that is due."""
-        due = self.pauses.claim_due()
+        due, lease = self.pauses.claim_due()
         for instance_id in due:
+            # At the front: a probe or drain step must not wait behind a backlog longer than its lease.
             self.queue.enqueue(
-                "workers.drain.tick", instance_id, job_id=f"tick-{instance_id}-{uuid.uuid4().hex[:12]}",
-                job_timeout=jobs.JOB_TIMEOUT, result_ttl=0, failure_ttl=jobs.FAILURE_TTL,
+                "workers.drain.tick", instance_id, lease, job_id=f"tick-{instance_id}-{uuid.uuid4().hex[:12]}",
+                job_timeout=jobs.JOB_TIMEOUT, result_ttl=0, failure_ttl=jobs.FAILURE_TTL, at_front=True,
                 description=f"probe or drain instance {instance_id}",
             )  # fmt: skip
         return len(due)

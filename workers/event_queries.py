@@ -26,6 +26,7 @@ MAX_SCAN = 5000
 CHUNK = 100
 REPLAYABLE = ("NOTIFIED", "FAILED", "SKIPPED")  # final: replaying one in progress would race it
 MAX_REPLAY = 1000
+MAX_DIGITS = 15  # unix seconds or ms; longer is nonsense (and past Python's int limit, an error)
 
 
 class QueryError(ValueError):
@@ -54,6 +55,8 @@ def _time_ms(name: str, value: str | None) -> int | None:
     text = value.strip()
     try:
         if text.isascii() and text.isdigit():
+            if len(text) > MAX_DIGITS:
+                raise ValueError(text)
             return int(text) * 1000
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -121,7 +124,7 @@ def _from_cursor(cursor: str | None, until_ms: int | None) -> tuple[float | str,
     if not cursor:
         return top, None
     score, sep, notification = cursor.partition(":")
-    if not sep or not score.isascii() or not score.isdigit():
+    if not sep or not score.isascii() or not score.isdigit() or len(score) > MAX_DIGITS:
         raise QueryError("nextPage is not a cursor this API returned")
     return int(score), (int(score), notification)
 

@@ -5,17 +5,20 @@ Each delivery job carries RQ's `RateLimit` keyed by its callback URL: at most
 or running at once. The rest wait in RQ's rate-limited set, outside the queue,
 so a slow endpoint holds a few workers at most and every other instance's
 deliveries go on. RQ releases a slot when a job ends, fails or is scheduled for
-a retry, and frees the slots of jobs whose worker died.
+a retry, and frees the slots of jobs whose worker died. Probes (workers/drain.py)
+are single requests outside the limit. Queued jobs keep the limit of the URL they
+were queued for, and instances sharing a URL share one limit: the last one queued sets it.
 """
 
 from __future__ import annotations
 
 from redis.client import Pipeline
-from rq import Queue
+from rq import Callback, Queue, Retry
 from rq.job import Job
 from rq.rate_limit import RateLimit
 
 from workers import keys
+from workers.failures import RETRY_SCHEDULE
 from workers.inbox import InboxItem
 from workers.instances import Instance
 
@@ -38,6 +41,10 @@ def delivery_job(
         failure_ttl=FAILURE_TTL,
         description=f"deliver {item.event_type} {item.key} to instance {instance_id}",
         rate_limit=RateLimit(keys.endpoint_limit(url), instance.concurrency) if instance and url else None,
+        # The job decides its own retries by returning `Retry` (workers/delivery.py); this policy is for
+        # what it cannot decide: its worker died mid-delivery, or an unexpected error (a Redis blip).
+        retry=Retry(max=len(RETRY_SCHEDULE), interval=list(RETRY_SCHEDULE)),
+        on_failure=Callback("workers.delivery.on_failure"),
     )
 
 

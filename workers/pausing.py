@@ -14,10 +14,11 @@ the subscriber needed. Instead, per instance:
   (`claim_due`) and enqueues a `tick` job for what is due, with a lease, so a
   worker that dies mid-tick only delays the instance.
 
-After `pause.threshold` consecutive failed attempts, deliveries pause. A probe
+After `pause.threshold` retryable failures in a row, deliveries pause. A probe
 sends the oldest buffered notification again, with backoff (5 s doubling to
-1 h). A 2xx, or a deliberate rejection (a 4xx other than 408, 410, 425, 429),
-shows the endpoint is up: the drain moves the buffer back into the queue at a
+1 h); a failed probe sends its item to the back, so one event the endpoint
+chokes on cannot block the rest. A 2xx, or a deliberate rejection (a 4xx other
+than 408, 410, 425, 429), shows the endpoint is up: the drain moves the buffer back into the queue at a
 ramped rate (10 items, then 20, 40, ... up to 640 a second), ahead of newer
 events, which join the buffer's tail until it is empty. Every state change is
 one Lua script, so concurrent deliveries, probes and drains never lose an item.
@@ -38,16 +39,19 @@ DRAIN_FIRST = 10  # items moved back in the drain's first step; doubles each sec
 DRAIN_MAX = 640
 LEASE_MS = 90_000  # a claimed tick not finished by then is claimed again
 
-# KEYS: state, buffer, due. ARGV: item, drained ("1" for jobs the drain created), now ms, instance id.
-# Returns {parked (0/1), failures}: deliver when not paused and not behind a draining buffer.
+# KEYS: state, buffer, due. ARGV: item, drained ("1" for jobs the drain created), now ms, instance id,
+# first probe ms. Returns {parked (0/1), failures}: deliver when not paused and not behind a draining buffer.
 _GATE = """
-local s = redis.call('HMGET', KEYS[1], 'state', 'failures', 'manual')
+local s = redis.call('HMGET', KEYS[1], 'state', 'failures', 'manual', 'since')
 if not s[1] or (s[1] == 'draining' and ARGV[2] == '1') then
   return {0, tonumber(s[2] or '0')}
 end
 local n = redis.call('RPUSH', KEYS[2], ARGV[1])
 if n == 1 and s[1] == 'paused' and not s[3] then
-  redis.call('ZADD', KEYS[3], 'LT', ARGV[3], ARGV[4])  -- the first item to probe with: probe now
+  -- The first item to probe with, after a wait for one: probe now, but never sooner than
+  -- the first probe after the pause.
+  local at = math.max(tonumber(ARGV[3]), tonumber(s[4] or '0') + tonumber(ARGV[5]))
+  redis.call('ZADD', KEYS[3], 'LT', at, ARGV[4])
 end
 return {1, 0}
 """
@@ -64,12 +68,15 @@ redis.call('ZADD', KEYS[2], tonumber(ARGV[2]) + tonumber(ARGV[5]), ARGV[4])
 return 1
 """
 
-# KEYS: state, due. ARGV: now ms, reason, instance id, keep ("1": leave an existing pause as it is).
-# A pause only a person ends (PATCH, or 410). Returns 0 when kept.
+# KEYS: state, due. ARGV: now ms, reason, instance id, keep ("1": an existing pause keeps its `since`).
+# A pause only a person ends (PATCH, or 410): no probes.
 PAUSE_SCRIPT = """
-if ARGV[4] == '1' and redis.call('HGET', KEYS[1], 'state') == 'paused' then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'paused', 'since', ARGV[1], 'reason', ARGV[2], 'manual', 1, 'probes', 0)
-redis.call('HDEL', KEYS[1], 'step')
+if ARGV[4] == '1' and redis.call('HGET', KEYS[1], 'state') == 'paused' then
+  redis.call('HSET', KEYS[1], 'reason', ARGV[2], 'manual', 1)
+else
+  redis.call('HSET', KEYS[1], 'state', 'paused', 'since', ARGV[1], 'reason', ARGV[2], 'manual', 1, 'probes', 0)
+  redis.call('HDEL', KEYS[1], 'step')
+end
 redis.call('ZREM', KEYS[2], ARGV[3])
 return 1
 """
@@ -83,11 +90,12 @@ redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
 return 1
 """
 
-# KEYS: state, buffer, due. ARGV: probed item, now ms, instance id. After a probe that reached the
-# endpoint: take the probed item off the buffer's head (unless it moved meanwhile), then drain.
+# KEYS: state, buffer, due. ARGV: probed item, now ms, instance id, drain ("0": only drop the item).
+# After a probe that reached the endpoint: take the probed item off the buffer's head (unless it
+# moved meanwhile), then drain.
 _PROBE_REACHED = """
 if redis.call('LINDEX', KEYS[2], 0) == ARGV[1] then redis.call('LPOP', KEYS[2]) end
-if redis.call('HGET', KEYS[1], 'state') ~= 'paused' then return 0 end
+if ARGV[4] == '0' or redis.call('HGET', KEYS[1], 'state') ~= 'paused' then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'draining', 'since', ARGV[2], 'step', 0, 'probes', 0)
 redis.call('HDEL', KEYS[1], 'failures', 'reason')
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
@@ -109,11 +117,36 @@ redis.call('ZADD', KEYS[3], tonumber(ARGV[2]) + 1000, ARGV[3])
 return 2
 """
 
-# KEYS: due. ARGV: now ms, lease ms, at most. Claim what is due, pushing each out by the lease.
+# KEYS: due. ARGV: now ms, lease ms, at most. Claim what is due, pushing each out by the lease; the
+# lease's score identifies the claim, so a tick that comes late finds the schedule moved on.
 _CLAIM = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 for _, id in ipairs(due) do redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), id) end
 return due
+"""
+
+# KEYS: due. ARGV: instance id, lease. True (and the claim is taken) if the schedule still holds this lease.
+_HOLDS = """
+return tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or '-1') == tonumber(ARGV[2]) and 1 or 0
+"""
+
+# KEYS: state, buffer, due. ARGV: probed item, instance id, next probe ms. After a failed probe: the
+# probed item goes to the back, so one event the endpoint keeps refusing cannot block the others.
+_PROBE_FAILED = """
+if redis.call('LINDEX', KEYS[2], 0) == ARGV[1] then redis.call('LMOVE', KEYS[2], KEYS[2], 'LEFT', 'RIGHT') end
+if redis.call('HGET', KEYS[1], 'state') ~= 'paused' then return 0 end
+redis.call('HINCRBY', KEYS[1], 'probes', 1)
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
+return 1
+"""
+
+# KEYS: state, due. ARGV: instance id. A tick found nothing to do: unschedule it, unless a pause that
+# is probed, or a drain, was set up meanwhile.
+_IDLE = """
+local s = redis.call('HMGET', KEYS[1], 'state', 'manual')
+if s[1] == 'draining' or (s[1] == 'paused' and not s[2]) then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
 """
 
 
@@ -149,11 +182,15 @@ class Pauses:
         self._reached = connection.register_script(_PROBE_REACHED)
         self._drained = connection.register_script(_DRAINED)
         self._claim = connection.register_script(_CLAIM)
+        self._holds = connection.register_script(_HOLDS)
+        self._probe_failed = connection.register_script(_PROBE_FAILED)
+        self._idle = connection.register_script(_IDLE)
 
     def gate(self, instance_id: int, item: str, *, drained: bool = False) -> Gate:
         """Park `item` in the buffer if the instance is paused (or draining and `item` is new)."""
         parked, failures = self._gate(
-            keys=self._keys(instance_id, buffer=True), args=[item, "1" if drained else "0", now_ms(), instance_id]
+            keys=self._keys(instance_id, buffer=True),
+            args=[item, "1" if drained else "0", now_ms(), instance_id, PROBE_FIRST * 1000],
         )
         return Gate(bool(parked), int(failures))
 
@@ -186,14 +223,27 @@ class Pauses:
 
     def probe_reached(self, instance_id: int, item: str) -> None:
         """The endpoint answered the probe for `item`: drop it from the buffer and start draining."""
-        self._reached(keys=self._keys(instance_id, buffer=True), args=[item, now_ms(), instance_id])
+        self._reached(keys=self._keys(instance_id, buffer=True), args=[item, now_ms(), instance_id, "1"])
 
-    def probe_failed(self, instance_id: int) -> int:
-        """Schedule the next probe with backoff. Returns its delay in seconds."""
-        failed = int(self.redis.hincrby(keys.delivery_state(instance_id), "probes", 1))
-        delay = probe_delay(failed)
-        self.redis.zadd(keys.DELIVERY_DUE, {str(instance_id): now_ms() + delay * 1000})
+    def probe_failed(self, instance_id: int, item: str) -> int:
+        """Move the probed `item` to the buffer's back and schedule the next probe with backoff.
+        Returns the delay in seconds."""
+        delay = probe_delay(int(self.state(instance_id).get("probes", "0")) + 1)
+        self._probe_failed(keys=self._keys(instance_id, buffer=True), args=[item, instance_id,
+                                                                            now_ms() + delay * 1000])  # fmt: skip
         return delay
+
+    def holds(self, instance_id: int, lease: int) -> bool:
+        """True while `lease` (from `claim_due`) is still the instance's schedule: not a late tick."""
+        return bool(self._holds(keys=[keys.DELIVERY_DUE], args=[instance_id, lease]))
+
+    def idle(self, instance_id: int) -> None:
+        """Nothing to do for the instance: unschedule it, unless it needs probes or a drain by now."""
+        self._idle(keys=self._keys(instance_id), args=[instance_id])
+
+    def drop_head(self, instance_id: int, item: str) -> None:
+        """Take `item` off the buffer's head (it needs no delivery), if it is still there."""
+        self._reached(keys=self._keys(instance_id, buffer=True), args=[item, now_ms(), instance_id, "0"])
 
     def wait(self, instance_id: int, seconds: int) -> None:
         """Look at the instance again in `seconds` (a probe with nothing buffered to send)."""
@@ -207,10 +257,11 @@ class Pauses:
         """In the drain's MULTI: take `moved` items off the buffer; finish or schedule the next step."""
         self._drained(keys=self._keys(instance_id, buffer=True), args=[moved, now_ms(), instance_id], client=pipe)
 
-    def claim_due(self, at_most: int = 50) -> list[int]:
-        """Instances whose probe or drain step is due, each leased for `LEASE_MS`."""
-        due = self._claim(keys=[keys.DELIVERY_DUE], args=[now_ms(), LEASE_MS, at_most])
-        return [int(raw) for raw in due]
+    def claim_due(self, at_most: int = 50) -> tuple[list[int], int]:
+        """Instances whose probe or drain step is due, each leased until the returned lease (ms)."""
+        now = now_ms()
+        due = self._claim(keys=[keys.DELIVERY_DUE], args=[now, LEASE_MS, at_most])
+        return [int(raw) for raw in due], now + LEASE_MS
 
     def forget(self, instance_id: int) -> None:
         """The instance is gone: drop its state, buffer and schedule."""

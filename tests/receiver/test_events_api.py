@@ -148,6 +148,9 @@ def test_the_log_pages_newest_first_filters_and_refuses_bad_queries(
         ("?pageSize=0", "pageSize must be a whole number from 1 to 200"),
         ("?from=yesterday", "from must be an ISO 8601 time or unix seconds"),
         ("?nextPage=garbage", "nextPage is not a cursor this API returned"),
+        ("?from=" + "9" * 4400, "from must be an ISO 8601 time or unix seconds"),  # past Python's int limit
+        ("?nextPage=" + "9" * 4400 + ":x", "nextPage is not a cursor this API returned"),
+        ("?to=" + "9" * 16, "to must be an ISO 8601 time or unix seconds"),
     ]:
         response = api.get(base + query, headers=auth)
         assert (response.status_code, response.json()["message"]) == (400, message)

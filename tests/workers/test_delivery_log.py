@@ -43,6 +43,32 @@ def test_an_instance_keeps_at_most_its_cap_and_the_oldest_records_go(redis_clien
     assert 3590 < redis_client.ttl(keys.delivery(item(4).notification_id(7))) <= 3600
 
 
+def test_retention_counts_from_the_last_change_and_expired_records_are_not_revived(
+    redis_client: redis.Redis,
+) -> None:
+    log = DeliveryLog(redis_client, retention=2)
+    with redis_client.pipeline(transaction=True) as pipe:
+        log.received(pipe, item(0), 7, "job-0")
+        pipe.execute()
+    first = item(0).notification_id(7)
+    time.sleep(1.5)
+    log.mark(first, "PAUSED", "waiting")  # a change: two more seconds from now
+    time.sleep(1.0)
+    with redis_client.pipeline(transaction=True) as pipe:
+        log.received(pipe, item(1), 7, "job-1")  # indexing sweeps what is past the retention...
+        pipe.execute()
+    index = [m.decode() for m in redis_client.zrange(keys.instance_deliveries(7), 0, -1)]
+    assert index == [first, item(1).notification_id(7)]  # ...but the first entry changed 1 s ago
+    assert redis_client.hget(keys.delivery(first), "status") == b"PAUSED"
+    time.sleep(1.2)
+    assert redis_client.exists(keys.delivery(first)) == 0  # expired by Redis itself
+    log.mark(first, "FAILED", "too late")
+    with redis_client.pipeline(transaction=True) as pipe:
+        log.resumed(pipe, first, "job-x")
+        pipe.execute()
+    assert redis_client.exists(keys.delivery(first)) == 0  # no half-written record comes back
+
+
 def test_entries_expire_after_the_retention(
     settings: Settings, callbacks: CallbackServer, redis_client: redis.Redis, tmp_path: Path
 ) -> None:

@@ -140,6 +140,21 @@ def test_pause_and_resume_by_hand(api: httpx.Client, callbacks: CallbackServer, 
     assert sorted(r.json()["message"]["raw"]["eventId"] for r in callbacks.received) == ["h0", "h1", "h2"]
 
 
+def test_rejections_fail_their_event_but_do_not_pause_the_instance(
+    api: httpx.Client, callbacks: CallbackServer, worker: WorkerProcess
+) -> None:
+    """A 400 is the endpoint deciding about one event, not the endpoint being down."""
+    instance = create_custom(api, f"{callbacks.url}/hook", **{"event.notification.pause.threshold": 2})
+    callbacks.script = [Reply(400, b"bad order"), Reply(422, b"no"), Reply(400, b"bad order")]
+    for n in range(4):
+        assert post_webhook(api, webhook(f"r{n}")).status_code == 200
+    callbacks.wait_for(4)
+    statuses = [wait_for_status(api, instance["id"], f"r{n}", s)["status"] for n, s in enumerate(["FAILED"] * 3)]
+    assert statuses == ["FAILED"] * 3
+    wait_for_status(api, instance["id"], "r3", "NOTIFIED")
+    assert delivery(api, instance["id"])["state"] == "active"
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis
 
 from workers import keys
-from workers.pausing import Pauses, drain_size, probe_delay
+from workers.pausing import PAUSE_SCRIPT, Pauses, drain_size, now_ms, probe_delay
 
 
 def test_failures_in_a_row_pause_and_a_success_resets_the_count(redis_client: redis.Redis) -> None:
@@ -51,21 +51,69 @@ def test_a_probe_that_reached_the_endpoint_drops_its_item_and_starts_the_drain(r
     for item in ("x", "y"):
         assert pauses.gate(9, item).parked
     assert pauses.head(9) == "x"
-    assert pauses.probe_failed(9) == 10 and pauses.probe_failed(9) == 20
+    assert pauses.probe_failed(9, "x") == 10 and pauses.probe_failed(9, "y") == 20
+    assert pauses.head(9) == "x"
     pauses.probe_reached(9, "x")
     assert pauses.buffered(9, 10) == ["y"]
     state = pauses.state(9)
     assert state["state"] == "draining" and "failures" not in state and state["probes"] == "0"
-    assert pauses.claim_due() == [9]  # due now, and leased: a second claim finds nothing
-    assert pauses.claim_due() == []
+    assert pauses.claim_due()[0] == [9]  # due now, and leased: a second claim finds nothing
+    assert pauses.claim_due()[0] == []
 
 
-def test_the_first_item_parked_after_a_pause_makes_the_probe_due_at_once(redis_client: redis.Redis) -> None:
+def test_the_first_probe_comes_after_a_wait_and_a_later_first_item_makes_it_due_at_once(
+    redis_client: redis.Redis,
+) -> None:
     pauses = Pauses(redis_client)
     pauses.failed(10, 1, "HTTP 502")
-    assert pauses.claim_due() == []  # the first probe is PROBE_FIRST seconds away
-    assert pauses.gate(10, "first").parked
-    assert pauses.claim_due() == [10]
+    assert pauses.gate(10, "first").parked  # the failing delivery parks itself at once...
+    assert pauses.claim_due()[0] == []  # ...and the probe still waits PROBE_FIRST
+    redis_client.delete(keys.delivery_buffer(10))
+    redis_client.hset(keys.delivery_state(10), "since", now_ms() - 60_000)  # paused a minute ago
+    redis_client.zadd(keys.DELIVERY_DUE, {"10": now_ms() + 3_600_000})  # next probe in an hour
+    assert pauses.gate(10, "late").parked
+    assert pauses.claim_due()[0] == [10]  # an event after a quiet spell is probed with at once
+
+
+def test_a_failed_probe_sends_its_item_to_the_back_so_one_bad_event_cannot_block_the_rest(
+    redis_client: redis.Redis,
+) -> None:
+    pauses = Pauses(redis_client)
+    pauses.failed(11, 1, "HTTP 500")
+    for item in ("poison", "good-1", "good-2"):
+        pauses.gate(11, item)
+    assert pauses.probe_failed(11, "poison") == 10
+    assert pauses.buffered(11, 10) == ["good-1", "good-2", "poison"]
+    assert pauses.probe_failed(11, "stale") == 20  # an item no longer at the head stays where it is
+    assert pauses.buffered(11, 10) == ["good-1", "good-2", "poison"]
+
+
+def test_a_late_tick_cannot_unschedule_what_was_set_up_meanwhile(redis_client: redis.Redis) -> None:
+    pauses = Pauses(redis_client)
+    pauses.pause(12, "paused by hand")
+    redis_client.zadd(keys.DELIVERY_DUE, {"12": now_ms()})  # a stale schedule entry
+    due, lease = pauses.claim_due()
+    assert due == [12] and pauses.holds(12, lease) and not pauses.holds(12, lease - 1)
+    assert pauses.resume(12)  # a person resumes before the tick runs: a drain is due now
+    assert not pauses.holds(12, lease)  # the late tick sees its lease superseded
+    pauses.idle(12)  # and even an idle tick leaves a draining instance's schedule alone
+    assert redis_client.zscore(keys.DELIVERY_DUE, 12) is not None
+
+
+def test_a_pause_by_hand_over_a_pause_after_failures_stops_its_probes(redis_client: redis.Redis) -> None:
+    pauses = Pauses(redis_client)
+    pauses.failed(13, 1, "HTTP 500")
+    since = pauses.state(13)["since"]
+    by_hand = redis_client.register_script(PAUSE_SCRIPT)
+    by_hand(keys=[keys.delivery_state(13), keys.DELIVERY_DUE], args=[now_ms() + 5, "paused by hand", 13, "1"])
+    state = pauses.state(13)
+    assert (state["state"], state["since"], state["reason"], state["manual"]) == (
+        "paused",
+        since,
+        "paused by hand",
+        "1",
+    )
+    assert redis_client.zscore(keys.DELIVERY_DUE, 13) is None
 
 
 def test_backoff_and_ramp() -> None:
