@@ -51,6 +51,10 @@ def table(results: dict[str, Any]) -> str:
     rows = [
         ("ingest req/s (1 instance)", f"{one['rps']:,.0f}", f"{bare['rps']:,.0f} bare",
          f"{one['rps'] / bare['rps']:.0%}"),
+        ("ingest CPU µs per request: receiver (Redis)",
+         f"{one['server_cpu_us_per_request']:,.0f} ({one['redis_cpu_us_per_request']:,.0f})",
+         f"{bare['server_cpu_us_per_request']:,.0f} bare",
+         f"{bare['server_cpu_us_per_request'] / one['server_cpu_us_per_request']:.0%}"),
         ("ingest latency p50 / p99 ms", f"{one['p50_ms']:.1f} / {one['p99_ms']:.1f}",
          f"{bare['p50_ms']:.1f} / {bare['p99_ms']:.1f} bare", ""),
         (f"deliveries/s per process ({workers} workers)", f"{per_process:,.0f}",

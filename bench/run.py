@@ -30,7 +30,7 @@ import orjson
 import redis
 
 from bench import load, report
-from bench.stack import CLIENT_SECRET, Stack, peak_rss_kib
+from bench.stack import CLIENT_SECRET, Process, Stack, cpu_seconds, peak_rss_kib
 from workers import envelope, keys, logs
 from workers.dispatcher import Dispatcher
 from workers.inbox import InboxItem, notification_id
@@ -129,11 +129,13 @@ def ingest_ceiling(stack: Stack, plan: Plan, directory: Path) -> dict[str, Any]:
     process, url = stack.bare()
     try:
         load.throughput(f"{url}/events/ecwid", requests, connections=plan.connections, seconds=plan.warmup_seconds)
+        cpu = cpu_seconds(process.pid)
         result = load.throughput(f"{url}/events/ecwid", requests, connections=plan.connections,
                                  seconds=plan.ingest_seconds)  # fmt: skip
+        cpu = cpu_seconds(process.pid) - cpu
     finally:
         stack.stop(process)
-    return asdict(result)
+    return {**asdict(result), "server_cpu_us_per_request": cpu / result.requests * 1e6}
 
 
 def at_scale(
@@ -146,7 +148,7 @@ def at_scale(
     setup_seconds = time.monotonic() - started
     receiver, url = stack.receiver()
     try:
-        ingest = ingest_run(stack, plan, directory, url, scale, stores)
+        ingest = ingest_run(stack, plan, directory, receiver, url, scale, stores)
         ingest["instances_setup_seconds"] = round(setup_seconds, 2)
         stack.redis.delete(keys.INBOX)
         pool = stack.workers(workers)
@@ -166,7 +168,9 @@ def at_scale(
     return ingest, delivery, e2e, rss
 
 
-def ingest_run(stack: Stack, plan: Plan, directory: Path, url: str, scale: int, stores: list[int]) -> dict[str, Any]:
+def ingest_run(
+    stack: Stack, plan: Plan, directory: Path, receiver: Process, url: str, scale: int, stores: list[int]
+) -> dict[str, Any]:
     warm = directory / f"warm{scale}.txt"
     load.write_requests(warm, load.webhooks(f"warm{scale}", 20_000, stores, CLIENT_SECRET))
     load.throughput(f"{url}/events/ecwid", warm, connections=plan.connections, seconds=plan.warmup_seconds)
@@ -174,13 +178,18 @@ def ingest_run(stack: Stack, plan: Plan, directory: Path, url: str, scale: int, 
     available = int(plan.max_ingest_rate * plan.ingest_seconds)
     requests = directory / f"ingest{scale}.txt"
     load.write_requests(requests, load.webhooks(f"ing{scale}", available, stores, CLIENT_SECRET))
+    cpu = cpu_seconds(receiver.pid), cpu_seconds(stack.redis_pid)
     result = load.throughput(f"{url}/events/ecwid", requests, connections=plan.connections,
                              seconds=plan.ingest_seconds)  # fmt: skip
+    cpu = cpu_seconds(receiver.pid) - cpu[0], cpu_seconds(stack.redis_pid) - cpu[1]
     queued = stack.inbox_length()
     # Every answered request must be a durably queued, distinct event (the last few may still be in flight).
     if result.requests > available or queued < result.requests - plan.connections or result.errors:
         raise RuntimeError(f"ingest run is not valid: {result}, {queued} queued of {available} distinct")
-    return {**asdict(result), "queued": queued}
+    return {
+        **asdict(result), "queued": queued, "server_cpu_us_per_request": cpu[0] / result.requests * 1e6,
+        "redis_cpu_us_per_request": cpu[1] / result.requests * 1e6,
+    }  # fmt: skip
 
 
 def delivery_run(

@@ -38,6 +38,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_kib(pid: int) -> int:
     """The process's peak resident set (VmHWM), in KiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -95,6 +101,11 @@ class Stack:
             process.stop()
         self.redis.close()
         self.redis_server.stop()
+
+    @property
+    def redis_pid(self) -> int:
+        assert self.redis_server.process is not None
+        return self.redis_server.process.pid
 
     @property
     def sink_url(self) -> str:
