@@ -219,7 +219,7 @@ def main() -> None:
     result = uvloop.run(generate(args.url, lines, connections=args.connections, seconds=args.seconds, rate=args.rate))
     accepted = result.pop("accepted")
     if args.accepted:
-        args.accepted.write_bytes(orjson.dumps({str(k): v for k, v in accepted.items()}))  # type: ignore[union-attr]
+        args.accepted.write_bytes(orjson.dumps({str(k): v for k, v in accepted.items()}))  # type: ignore[attr-defined]
     print(json.dumps(result))
 
 

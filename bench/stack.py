@@ -206,7 +206,7 @@ class Stack:
         return int(self.redis.info("memory")["used_memory"])
 
     def inbox_length(self) -> int:
-        return int(self.redis.llen(keys.INBOX))  # type: ignore[arg-type]
+        return int(self.redis.llen(keys.INBOX))
 
 
 def wait_http(url: str, process: Process | None = None, method: str = "GET", timeout: float = 20.0) -> None:

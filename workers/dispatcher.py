@@ -43,6 +43,19 @@ ORPHAN_AFTER_SECONDS = 60.0
 DEAD_LETTERS = keys.PREFIX + "inbox:malformed"
 DUE_CHECK_SECONDS = 1.0
 
+# Move up to ARGV[1] more items from the inbox to the dispatching list, stopping when the inbox is
+# empty: one round trip that costs as many moves as there are items (a pipeline of BATCH - 1 LMOVEs
+# would cost BATCH - 1 commands even for a lone event).
+_TAKE_MORE = """
+local moved = {}
+for _ = 1, tonumber(ARGV[1]) do
+  local item = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
+  if not item then break end
+  moved[#moved + 1] = item
+end
+return moved
+"""
+
 
 class Dispatcher:
     def __init__(self, connection: redis.Redis, queue: Queue, name: str, retention: int) -> None:
@@ -54,6 +67,7 @@ class Dispatcher:
         self.name = name
         self.processing = keys.dispatching(name)
         self._last_heartbeat = 0.0
+        self._take_more = connection.register_script(_TAKE_MORE)
         self._last_due_check = 0.0
 
     def run(self, stop: threading.Event) -> None:
@@ -119,10 +133,7 @@ class Dispatcher:
             first = self.redis.blmove(keys.INBOX, self.processing, block, "RIGHT", "LEFT")  # type: ignore[arg-type]
             if first is None:
                 return 0
-            with self.redis.pipeline(transaction=False) as pipe:
-                for _ in range(BATCH - 1):
-                    pipe.lmove(keys.INBOX, self.processing, "RIGHT", "LEFT")
-                items = [first, *(item for item in pipe.execute() if item is not None)]  # type: ignore[list-item]
+            items = [first, *self._take_more(keys=[keys.INBOX, self.processing], args=[BATCH - 1])]  # type: ignore[list-item]
         self.dispatch(items)
         return len(items)
 
