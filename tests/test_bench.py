@@ -41,7 +41,7 @@ def test_quick_benchmark_measures_every_figure(tmp_path: Path) -> None:
         assert scale["delivered"] == scale["events"] == results["plan"]["deliveries"]
         assert scale["deliveries_per_s"] > 0 and scale["ingest_errors"] == 0
         assert scale["redis_commands_per_event"] >= 3  # at least the dedup marker, the queue and the log
-    assert delivery["ceiling"]["per_process"] > 0
+    assert delivery["ceiling"]["per_process"] > 0 and len(delivery["ceiling_runs"]) == 2
 
     e2e = results["e2e"]
     assert 0 < e2e["p50_ms"] <= e2e["p99_ms"] <= e2e["max_ms"] < 60_000

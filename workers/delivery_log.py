@@ -78,6 +78,10 @@ return 1
 """
 
 
+# Point a record at the job that now carries it, if the record has not expired.
+_POINT = "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'job', ARGV[1]) end return 1"
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -89,6 +93,7 @@ class DeliveryLog:
         self.max_per_instance = max_per_instance
         self._index = connection.register_script(_INDEX)
         self._set_status = connection.register_script(_STATUS)
+        self._point = connection.register_script(_POINT)
 
     def received(self, pipe: redis.client.Pipeline, item: InboxItem, instance_id: int, job_id: str) -> None:
         """Add the RECEIVED record of `item` at `instance_id` to `pipe` (the dispatcher's MULTI)."""
@@ -123,6 +128,10 @@ class DeliveryLog:
     def resumed(self, pipe: redis.client.Pipeline, notification: str, job_id: str) -> None:
         """A PAUSED delivery is queued again by the drain (in the drain's MULTI)."""
         self._status(notification, "RECEIVED", job=job_id, pipe=pipe)
+
+    def handed_off(self, pipe: redis.client.Pipeline, notification: str, job_id: str) -> None:
+        """A batch gave the delivery to a job of its own (in the batch's MULTI); its status stays."""
+        self._point(keys=[keys.delivery(notification)], args=[job_id], client=pipe)
 
     def replayed(self, pipe: redis.client.Pipeline, notification: str, job_id: str) -> None:
         """Put a delivery back to RECEIVED for a replay (in the dispatcher's MULTI)."""

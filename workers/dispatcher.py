@@ -27,7 +27,7 @@ from rq import Queue, Retry
 from rq.job import Job
 from rq.queue import EnqueueData
 
-from workers import jobs, keys
+from workers import batches, jobs, keys
 from workers.delivery_log import DeliveryLog
 from workers.inbox import InboxItem
 from workers.instances import Instance
@@ -150,6 +150,7 @@ class Dispatcher:
         results: list[EnqueueData] = []
         records: list[tuple[InboxItem, int, str]] = []  # event log entries: (item, instance, job id)
         replays: list[tuple[str, str]] = []  # (notification id, job id)
+        by_instance: dict[int, list[tuple[InboxItem, str]]] = {}
         for item, text in decoded:
             if item.kind == "results":
                 results.append(_results_job(item, text))
@@ -159,10 +160,21 @@ class Dispatcher:
                     replays.append((notification, job.id))
             else:
                 for instance_id in item.instances:
-                    job_id = "dlv-" + _hex(item.notification_id(instance_id))
-                    created.append(jobs.delivery_job(self.queue, item, text, instance_id, instances.get(instance_id),
-                                                     job_id))  # fmt: skip
-                    records.append((item, instance_id, job_id))
+                    by_instance.setdefault(instance_id, []).append((item, text))
+        # Several events for one instance in this take go out in one batch job (workers/batches.py).
+        for instance_id, group in by_instance.items():
+            instance = instances.get(instance_id)
+            if len(group) == 1:
+                item, text = group[0]
+                job_id = "dlv-" + _hex(item.notification_id(instance_id))
+                created.append(jobs.delivery_job(self.queue, item, text, instance_id, instance, job_id))
+                records.append((item, instance_id, job_id))
+                continue
+            for start in range(0, len(group), batches.MAX_EVENTS):
+                chunk = group[start : start + batches.MAX_EVENTS]
+                job_id = f"dlb-{batches.ordered_id(start)}"
+                created.append(jobs.batch_job(self.queue, [text for _, text in chunk], instance_id, instance, job_id))
+                records.extend((item, instance_id, job_id) for item, _ in chunk)
         with self.redis.pipeline(transaction=True) as pipe:
             jobs.enqueue(self.queue, created, pipe)
             if results:

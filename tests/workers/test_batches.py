@@ -1,0 +1,69 @@
+"""Batched deliveries: events queued together for one instance go out in one job, in order, and
+a failure in a batch hands the rest to single jobs with the usual retries."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+import redis
+
+from tests.conftest import WorkerProcess
+from tests.support.ecwid import create_custom, post_webhook, webhook
+from tests.support.servers import CallbackServer, Reply
+from workers.inbox import notification_id
+from workers.settings import Settings
+
+
+def record(client: redis.Redis, store: int, event_id: str, instance_id: int) -> tuple[str, list[int | None]]:
+    """The event log's status of a notification, and the HTTP status of each attempt."""
+    notification = notification_id(store, event_id, instance_id)
+    status = (client.hget(f"relay:delivery:{notification}", "status") or b"").decode()
+    attempts = [orjson.loads(raw)["status"] for raw in client.lrange(f"relay:delivery:{notification}:attempts", 0, -1)]
+    return status, attempts
+
+
+def test_events_queued_together_go_out_in_one_job_in_order(
+    api: httpx.Client, callbacks: CallbackServer, settings: Settings, tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    instance = create_custom(api, f"{callbacks.url}/hook")
+    for n in range(5):
+        assert post_webhook(api, webhook(f"b-{n}")).status_code == 200
+    worker = WorkerProcess(settings, tmp_path / "worker.log")  # started after: it takes all five at once
+    try:
+        received = callbacks.wait_for(5, timeout=20)
+    finally:
+        worker.stop()
+    assert [r.json()["message"]["raw"]["eventId"] for r in received] == [f"b-{n}" for n in range(5)]
+    assert len({r.headers["elements-webhook-id"] for r in received}) == 5
+    assert "deliver 5 events to instance" in worker.logs()
+    assert [record(redis_client, 1003, f"b-{n}", instance["id"]) for n in range(5)] == [("NOTIFIED", [200])] * 5
+
+
+def test_a_failure_in_a_batch_is_decided_as_for_a_single_delivery(
+    api: httpx.Client, callbacks: CallbackServer, settings: Settings, tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    """A 503 in a batch: that event is retried on the schedule (4 s), the rest go out at once.
+    A 400: that event fails for good, sent once, and stays in RQ's failed registry."""
+    instance = create_custom(api, f"{callbacks.url}/hook")
+    callbacks.script += [Reply(200), Reply(503, b"busy"), Reply(400, b"no")]
+    for n in range(5):
+        assert post_webhook(api, webhook(f"f-{n}")).status_code == 200
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        received = callbacks.wait_for(6, timeout=20)
+        time.sleep(0.5)
+    finally:
+        worker.stop()
+    assert [r.json()["message"]["raw"]["eventId"] for r in received] == ["f-0", "f-1", "f-2", "f-3", "f-4", "f-1"]
+    assert received[1].headers["elements-webhook-id"] == received[5].headers["elements-webhook-id"]
+    assert 3.0 <= received[5].at - received[1].at <= 8.0  # RQ's Retry, the first step of the schedule
+    assert len(callbacks.received) == 6
+    logs = worker.logs()
+    assert '"events": 4, "event": "batch.handed_off"' in logs
+    assert record(redis_client, 1003, "f-1", instance["id"]) == ("NOTIFIED", [503, 200])
+    assert record(redis_client, 1003, "f-2", instance["id"]) == ("FAILED", [400])
+    assert [record(redis_client, 1003, f"f-{n}", instance["id"]) for n in (0, 3, 4)] == [("NOTIFIED", [200])] * 3
+    assert redis_client.zcard("rq:failed:relay-deliveries") == 1
