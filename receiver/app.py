@@ -17,17 +17,15 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route, Router
 
-from receiver import events_api, ingest, instances_api
+from receiver import events_api, ingest, instances_api, openapi, probes
 from receiver.errors import EXCEPTION_HANDLERS
 from receiver.ingest_store import IngestStore
 from receiver.instance_store import InstanceStore
 from receiver.middleware import RequestContext
 from receiver.services import Services
-from workers import logs
+from workers import logs, redis_check
 from workers.settings import Settings
 
 log = structlog.get_logger(logger_name="receiver.app")
@@ -44,24 +42,22 @@ def redis_client(url: str) -> aioredis.Redis:
     )
 
 
-async def _warn_without_aof(connection: aioredis.Redis) -> None:
+async def _warn_if_unfit(connection: aioredis.Redis) -> None:
+    """Log, once at start, each way this Redis could lose acknowledged events (workers/redis_check.py)."""
     try:
-        config = await connection.config_get("appendonly")
-        fsync = await connection.config_get("appendfsync")
-    except Exception:  # managed Redis services often forbid CONFIG
-        log.warning("redis.durability_unknown", hint="make sure appendonly is yes")
+        report = await redis_check.inspect(connection)
+    except Exception as exc:  # Redis down at start: /ready says so; ingest answers 503 until it is back
+        log.warning("redis.unchecked", error=type(exc).__name__)
         return
-    if config.get("appendonly") != "yes":
-        log.warning("redis.not_durable", appendonly=config.get("appendonly"), hint="set appendonly yes")
-    elif fsync.get("appendfsync") != "always":
-        log.warning("redis.fsync_relaxed", appendfsync=fsync.get("appendfsync"))
+    for problem in report.problems:
+        log.warning("redis.unfit", problem=problem)
 
 
 def create_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Services]]:
         connection = redis_client(settings.require_redis_url())
-        await _warn_without_aof(connection)
+        await _warn_if_unfit(connection)
         async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0)) as http:
             yield {
                 "services": Services(
@@ -76,7 +72,10 @@ def create_app(settings: Settings) -> Starlette:
 
     app = Starlette(
         routes=[
-            Route("/health", health, methods=["GET"]),
+            Route("/health", probes.health, methods=["GET"]),
+            Route("/ready", probes.ready, methods=["GET"]),
+            Route("/metrics", probes.metrics, methods=["GET"]),
+            Route("/openapi.json", openapi.document, methods=["GET"]),
             *ingest.routes,
             *instances_api.routes,
             *events_api.routes,
@@ -89,10 +88,6 @@ def create_app(settings: Settings) -> Starlette:
     assert isinstance(app.router, Router)
     app.router.redirect_slashes = False
     return app
-
-
-async def health(request: Request) -> JSONResponse:
-    return JSONResponse({"status": "ok"})
 
 
 def from_env() -> Starlette:

@@ -26,6 +26,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
+from receiver import metrics
+
 log = structlog.get_logger(logger_name="receiver.errors")
 
 
@@ -89,8 +91,15 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def _reason(exc: Exception) -> str:
+    """BadRequest -> bad_request: the label /metrics counts rejected events by."""
+    name = type(exc).__name__
+    return "".join("_" + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(name))
+
+
 async def relay_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RelayError)
+    metrics.rejected(request, _reason(exc))
     log.info("request.rejected", status=exc.status_code, reason=exc.message)
     return error_response(request, exc.status_code, exc.message, providerMessage=exc.provider_message)
 
@@ -104,12 +113,14 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 async def redis_down(request: Request, exc: Exception) -> Response:
     log.warning("redis.unavailable", error=f"{type(exc).__name__}: {exc}")
+    metrics.rejected(request, "unavailable")
     return error_response(request, 503, "storage is unavailable; nothing was stored, try again")
 
 
 async def client_gone(request: Request, exc: Exception) -> Response:
     # The client hung up mid-body; nothing was stored and nobody is listening.
     log.info("request.client_disconnected")
+    metrics.rejected(request, "client_disconnected")
     return error_response(request, 400, "client disconnected before the body was complete")
 
 

@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from receiver import bodies, convertors, poll_results  # noqa: F401  (convertors: {instance_id:instance_id})
+from receiver import bodies, convertors, metrics, poll_results  # noqa: F401  (convertors: {instance_id:instance_id})
 from receiver.ecwid_requests import IonPost, WebhookEvent, parse_ion, parse_webhook
 from receiver.errors import BadRequest, Unauthorized, Unavailable, request_id
 from receiver.ingest_store import StoreRoute, Subscriber
@@ -114,10 +114,9 @@ def _answer(request: Request, item: InboxItem, outcome: str) -> JSONResponse:
     if not item.instances:
         outcome = "no_subscriber"
         message = "verified; no subscribed instance, not forwarded"
-    elif outcome == "duplicate":
-        message = "duplicate eventId; already accepted, not forwarded again"
     else:
-        message = "accepted"
+        metrics.ingested(item.kind, outcome == "accepted")
+        message = "accepted" if outcome == "accepted" else "duplicate eventId; already accepted, not forwarded again"
     structlog.contextvars.bind_contextvars(outcome=outcome, event_type=item.event_type, targets=len(item.instances))
     return Answer({**answer, "message": message})
 

@@ -114,12 +114,13 @@ class InstanceStore:
 
     async def pause(self, instance_id: int, reason: str) -> None:
         """Pause deliveries until resumed by hand; new events are buffered. An existing pause stays as it is."""
-        await self._pause(keys=[keys.delivery_state(instance_id), keys.DELIVERY_DUE],
+        await self._pause(keys=[keys.delivery_state(instance_id), keys.DELIVERY_DUE, keys.DELIVERY_PAUSED],
                           args=[now_ms(), reason, instance_id, "1"])  # fmt: skip
 
     async def resume(self, instance_id: int) -> None:
         """Drain a paused instance's buffer (workers/drain.py); no-op when it is not paused."""
-        await self._resume(keys=[keys.delivery_state(instance_id), keys.DELIVERY_DUE], args=[now_ms(), instance_id])
+        state = [keys.delivery_state(instance_id), keys.DELIVERY_DUE, keys.DELIVERY_PAUSED]
+        await self._resume(keys=state, args=[now_ms(), instance_id])
 
     async def polling_disabled(self, owner: str) -> builtins.list[Instance]:
         """The owner's instances whose polling was switched off after failures."""
@@ -170,6 +171,7 @@ class InstanceStore:
             pipe.delete(keys.instance_deliveries(instance_id))  # its records expire with the retention
             pipe.delete(keys.delivery_state(instance_id), keys.delivery_buffer(instance_id))
             pipe.zrem(keys.DELIVERY_DUE, instance_id)
+            pipe.srem(keys.DELIVERY_PAUSED, instance_id)
             _schedule(pipe, instance, None, resume=False, disabled=False)
             await pipe.execute()
 

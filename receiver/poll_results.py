@@ -18,7 +18,7 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from receiver import auth, bodies
+from receiver import auth, bodies, metrics
 from receiver.errors import BadRequest, Unauthorized, request_id
 from receiver.services import services
 from workers import keys
@@ -64,5 +64,6 @@ async def receive(request: Request) -> JSONResponse:
         raw=body.decode("utf-8"),
     )  # fmt: skip
     await app.redis.lpush(keys.INBOX, item.dumps())
+    metrics.ingested("results", True)
     log.info("poll.results_accepted", instance_id=instance.id, object_type=object_type, items=len(items))
     return JSONResponse({**answer, "message": "accepted; classified and forwarded shortly"}, status_code=202)

@@ -146,11 +146,11 @@ def api(receiver: Receiver) -> Iterator[httpx.Client]:
 class WorkerProcess:
     """A real `ecwid-relay worker` process; its log lines are collected."""
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
+    def __init__(self, settings: Settings, log_path: Path, args: tuple[str, ...] = ()) -> None:
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "worker"],
+            [sys.executable, "-m", "workers.cli", "worker", *args],
             env=worker_env(settings),
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -60,7 +60,8 @@ def retry_after(value: str | None, now: datetime | None = None) -> int | None:
 
 def next_delay(retries_done: int, asked: int | None) -> int | None:
     """Seconds until the next attempt after `retries_done` retries, or None when the schedule
-    is spent. The receiver's `Retry-After` (already clamped) wins over the schedule."""
+    is spent. The receiver's `Retry-After` (already clamped) wins over the schedule, and is never undercut."""
     if retries_done >= len(RETRY_SCHEDULE):
         return None
-    return asked if asked is not None else RETRY_SCHEDULE[retries_done]
+    # RQ schedules in whole seconds, truncated: one more keeps a retry from coming before `asked`.
+    return asked + 1 if asked is not None else RETRY_SCHEDULE[retries_done]

@@ -89,6 +89,7 @@ def instance_deliveries(instance_id: int) -> str:
 
 # Pause and drain (workers/pausing.py).
 DELIVERY_DUE = PREFIX + "pause:due"  # instance ids scored by when their next probe or drain step is due (ms)
+DELIVERY_PAUSED = PREFIX + "pause:instances"  # ids of instances whose deliveries are paused or draining
 
 
 def delivery_state(instance_id: int) -> str:

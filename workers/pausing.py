@@ -9,6 +9,7 @@ the subscriber needed. Instead, per instance:
   Gone), `probes` (failed probes in a row) and `step` (of the drain).
 * `relay:instance:{id}:buffer` (a list) holds the inbox items of the deliveries
   that arrived, or came up for a retry, while the instance was paused, oldest first.
+* `relay:pause:instances` (a set) holds the ids of paused and draining instances.
 * `relay:pause:due` (a sorted set) says when each paused or draining instance
   needs its next probe or drain step. Every dispatcher looks at it each second
   (`claim_due`) and enqueues a `tick` job for what is due, with a lease, so a
@@ -56,7 +57,7 @@ end
 return {1, 0}
 """
 
-# KEYS: state, due. ARGV: threshold, now ms, reason, instance id, first probe ms.
+# KEYS: state, due, paused set. ARGV: threshold, now ms, reason, instance id, first probe ms.
 # Returns 0: still flowing; 1: this failure paused the instance; 2: it was paused already.
 _FAILED = """
 local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
@@ -65,10 +66,12 @@ if failures < tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'paused', 'since', ARGV[2], 'reason', ARGV[3], 'probes', 0)
 redis.call('HDEL', KEYS[1], 'manual', 'step')
 redis.call('ZADD', KEYS[2], tonumber(ARGV[2]) + tonumber(ARGV[5]), ARGV[4])
+redis.call('SADD', KEYS[3], ARGV[4])
 return 1
 """
 
-# KEYS: state, due. ARGV: now ms, reason, instance id, keep ("1": an existing pause keeps its `since`).
+# KEYS: state, due, paused set. ARGV: now ms, reason, instance id, keep ("1": an existing pause keeps
+# its `since`).
 # A pause only a person ends (PATCH, or 410): no probes.
 PAUSE_SCRIPT = """
 if ARGV[4] == '1' and redis.call('HGET', KEYS[1], 'state') == 'paused' then
@@ -78,10 +81,11 @@ else
   redis.call('HDEL', KEYS[1], 'step')
 end
 redis.call('ZREM', KEYS[2], ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[3])
 return 1
 """
 
-# KEYS: state, due. ARGV: now ms, instance id. Start draining; returns 0 if it was not paused.
+# KEYS: state, due, paused set. ARGV: now ms, instance id. Start draining; returns 0 if it was not paused.
 RESUME_SCRIPT = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'paused' then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'draining', 'since', ARGV[1], 'step', 0, 'probes', 0)
@@ -102,7 +106,7 @@ redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
 return 1
 """
 
-# KEYS: state, buffer, due. ARGV: items moved, now ms, instance id. Run in the drain's MULTI,
+# KEYS: state, buffer, due, paused set. ARGV: items moved, now ms, instance id. Run in the drain's MULTI,
 # after the moved items' jobs: trim them, and end the drain when nothing is left.
 _DRAINED = """
 redis.call('LTRIM', KEYS[2], tonumber(ARGV[1]), -1)
@@ -110,6 +114,7 @@ if redis.call('HGET', KEYS[1], 'state') ~= 'draining' then return 0 end
 if redis.call('LLEN', KEYS[2]) == 0 then
   redis.call('DEL', KEYS[1])
   redis.call('ZREM', KEYS[3], ARGV[3])
+  redis.call('SREM', KEYS[4], ARGV[3])
   return 1
 end
 redis.call('HINCRBY', KEYS[1], 'step', 1)
@@ -268,11 +273,14 @@ class Pauses:
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(keys.delivery_state(instance_id), keys.delivery_buffer(instance_id))
             pipe.zrem(keys.DELIVERY_DUE, instance_id)
+            pipe.srem(keys.DELIVERY_PAUSED, instance_id)
             pipe.execute()
 
     @staticmethod
     def _keys(instance_id: int, *, buffer: bool = False) -> list[str]:
+        """The keys the scripts take: state, [buffer,] due, paused set (scripts ignore the ones they
+        do not need)."""
         state = keys.delivery_state(instance_id)
         if buffer:
-            return [state, keys.delivery_buffer(instance_id), keys.DELIVERY_DUE]
-        return [state, keys.DELIVERY_DUE]
+            return [state, keys.delivery_buffer(instance_id), keys.DELIVERY_DUE, keys.DELIVERY_PAUSED]
+        return [state, keys.DELIVERY_DUE, keys.DELIVERY_PAUSED]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -28,7 +29,7 @@ from rq.job import Job
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
-from workers import context, keys, logs
+from workers import context, keys, logs, metrics
 from workers.delivery import DeliveryFailed
 from workers.dispatcher import Dispatcher
 from workers.ecwid_api import api_client
@@ -53,14 +54,28 @@ class _ThreadedScheduler(RQScheduler):
 
 
 class RelayWorker(SimpleWorker):
-    """A SimpleWorker that starts each job with a clean structlog context."""
+    """A SimpleWorker that starts each job with a clean structlog context and counts
+    what each job did (workers/metrics.py): it sees the return value or the exception."""
+
+    _job_error: BaseException | None = None
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(role="worker", job_id=job.id)
         super().execute_job(job, queue)
 
+    def perform_job(self, job: Job, queue: Queue, execution: Any) -> bool:
+        self._job_error = None
+        started = time.perf_counter()
+        try:
+            return bool(super().perform_job(job, queue, execution))
+        finally:
+            # RQ keeps the return value on the job (`_result`) once the job returned.
+            result = getattr(job, "_result", None) if self._job_error is None else None
+            metrics.observe_job(job.func_name, result, self._job_error, time.perf_counter() - started)
+
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        self._job_error = exc_info[1]
         # A failed attempt is already logged by the job, in one line; RQ would add a traceback.
         if isinstance(exc_info[1], DeliveryFailed):
             return
@@ -81,9 +96,16 @@ def build_context(settings: Settings) -> context.WorkerContext:
     )
 
 
-def run(settings: Settings, *, burst: bool = False, name: str | None = None) -> int:
-    """Run a worker until it is told to stop (or, with `burst`, until the queue is empty)."""
+def run(
+    settings: Settings, *, burst: bool = False, name: str | None = None, metrics_port: int | None = None,
+    metrics_host: str = "0.0.0.0",
+) -> int:  # fmt: skip
+    """Run a worker until it is told to stop (or, with `burst`, until the queue is empty).
+
+    With `metrics_port`, serve this process's Prometheus metrics there (workers/metrics.py)."""
     logs.configure(settings.log_level, role="worker")
+    if metrics_port is not None:
+        metrics.serve(metrics_port, metrics_host)
     url = settings.require_redis_url()
     name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     ctx = build_context(settings)
@@ -118,7 +140,7 @@ def run(settings: Settings, *, burst: bool = False, name: str | None = None) -> 
         threads = []
     for thread in threads:
         thread.start()
-    log.info("worker.started", name=name, queue=keys.DELIVERY_QUEUE)
+    log.info("worker.started", name=name, queue=keys.DELIVERY_QUEUE, metrics_port=metrics_port)
     try:
         worker.work(burst=burst, with_scheduler=False, logging_level=settings.log_level.upper())
     finally:

@@ -148,16 +148,16 @@ def test_the_cli_tells_what_happened_and_replays(
         return subprocess.run(command, env=worker_env(settings), cwd=ROOT, capture_output=True, timeout=30)
 
     end = time.monotonic() + 5
-    while (shown := cli("events", "--event", "evt-1")).returncode != 0 or b'"FAILED"' not in shown.stdout:
+    while (shown := cli("events", "show", "evt-1")).returncode != 0 or b'"FAILED"' not in shown.stdout:
         assert time.monotonic() < end, shown.stderr
         time.sleep(0.1)
     story = orjson.loads(shown.stdout)
     assert (story["status"], story["reason"]) == ("FAILED", "HTTP 409: the endpoint rejected the notification")
-    listed = cli("events", "--status", "FAILED")
+    listed = cli("events", "list", "--status", "FAILED")
     assert [orjson.loads(line)["eventId"] for line in listed.stdout.splitlines()] == ["evt-1"]
     replayed = cli("replay", "--status", "FAILED")
     assert orjson.loads(replayed.stdout) == {"instanceId": instance["id"], "queued": 1, "ids": [story["id"]]}
     again = callbacks.wait_for(2)[1]
     assert again.headers["elements-webhook-id"] == story["id"]
-    missing = cli("events", "--event", "evt-404")
+    missing = cli("events", "show", "evt-404")
     assert missing.returncode == 1 and b"no event 'evt-404'" in missing.stderr

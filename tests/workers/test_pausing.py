@@ -20,6 +20,7 @@ def test_failures_in_a_row_pause_and_a_success_resets_the_count(redis_client: re
     assert state["state"] == "paused" and state["reason"] == "3 failed attempts in a row; last: HTTP 500"
     assert "manual" not in state
     assert redis_client.zscore(keys.DELIVERY_DUE, 7) is not None  # a probe is scheduled
+    assert redis_client.smembers(keys.DELIVERY_PAUSED) == {b"7"}
 
 
 def test_a_paused_instance_buffers_in_order_and_a_draining_one_keeps_new_items_behind(
@@ -28,7 +29,8 @@ def test_a_paused_instance_buffers_in_order_and_a_draining_one_keeps_new_items_b
     pauses = Pauses(redis_client)
     pauses.pause(8, "paused by hand")
     assert [pauses.gate(8, item).parked for item in ("a", "b", "c")] == [True, True, True]
-    assert redis_client.zscore(keys.DELIVERY_DUE, 8) is None  # by hand: no probes
+    assert redis_client.zscore(keys.DELIVERY_DUE, 8) is None  # by hand: no probes...
+    assert redis_client.sismember(keys.DELIVERY_PAUSED, 8)  # ...but listed as paused
     assert pauses.resume(8) is True and pauses.resume(8) is False
     assert pauses.gate(8, "d").parked is True  # new while draining: behind the buffer
     assert pauses.gate(8, "a", drained=True).parked is False  # the drain's own jobs go through
@@ -41,6 +43,7 @@ def test_a_paused_instance_buffers_in_order_and_a_draining_one_keeps_new_items_b
         pauses.drained(pipe, 8, 1)
         pipe.execute()
     assert pauses.state(8) == {} and redis_client.zscore(keys.DELIVERY_DUE, 8) is None
+    assert not redis_client.sismember(keys.DELIVERY_PAUSED, 8)
     assert pauses.gate(8, "e").parked is False  # flowing again
 
 
@@ -105,7 +108,8 @@ def test_a_pause_by_hand_over_a_pause_after_failures_stops_its_probes(redis_clie
     pauses.failed(13, 1, "HTTP 500")
     since = pauses.state(13)["since"]
     by_hand = redis_client.register_script(PAUSE_SCRIPT)
-    by_hand(keys=[keys.delivery_state(13), keys.DELIVERY_DUE], args=[now_ms() + 5, "paused by hand", 13, "1"])
+    state_keys = [keys.delivery_state(13), keys.DELIVERY_DUE, keys.DELIVERY_PAUSED]
+    by_hand(keys=state_keys, args=[now_ms() + 5, "paused by hand", 13, "1"])
     state = pauses.state(13)
     assert (state["state"], state["since"], state["reason"], state["manual"]) == (
         "paused",
