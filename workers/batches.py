@@ -29,6 +29,7 @@ from workers.delivery import Sent, attempt
 from workers.delivery_log import DeliveryLog
 from workers.inbox import InboxItem
 from workers.instances import Instance
+from workers.pausing import Pauses
 
 log = structlog.get_logger(logger_name="workers.batches")
 
@@ -40,15 +41,22 @@ def deliver_batch(items: list[str], instance_id: int) -> str:
     """Deliver `items` to `instance_id` in order. Returns a summary such as "delivered 48, handed off 2"."""
     started = time.monotonic()
     outcomes: dict[str, int] = {}
+    rest: list[str] = []
+    failure: Sent | None = None
     for n, item in enumerate(items):
         if n and time.monotonic() - started > BUDGET_SECONDS:
-            return _summary(outcomes, hand_off(items[n:], instance_id))
+            rest = items[n:]
+            break
         with structlog.contextvars.bound_contextvars(batch_position=n):
             outcome = attempt(item, instance_id, in_batch=True)
         if isinstance(outcome, Sent):
-            return _summary(outcomes, hand_off(items[n:], instance_id, outcome))
+            rest, failure = items[n:], outcome
+            break
         outcomes[str(outcome)] = outcomes.get(str(outcome), 0) + 1
-    return _summary(outcomes, 0)
+    if outcomes.get("delivered"):
+        # Once for the batch, and before any failure it hands off is judged: successes end a failure run.
+        Pauses(context.current().redis).succeeded(instance_id)
+    return _summary(outcomes, hand_off(rest, instance_id, failure) if rest else 0)
 
 
 def hand_off(items: list[str], instance_id: int, failure: Sent | None = None) -> int:

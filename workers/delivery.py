@@ -102,8 +102,9 @@ def attempt(
         if sent.verdict is None:
             events_log.attempted(webhook_id, sent.entry, "NOTIFIED")
             log.info("delivery.succeeded", url=sent.target, status=sent.status, ms=sent.ms)
-            # Unconditionally: with several in flight, a success may end a run that began after its gate.
-            pauses.succeeded(instance_id)
+            if not in_batch:  # a batch says so once, for all its successes
+                # Unconditionally: with several in flight, a success may end a run that began after its gate.
+                pauses.succeeded(instance_id)
             return "delivered"
         if in_batch:
             return sent

@@ -34,25 +34,26 @@ MAX_ATTEMPTS = 50
 MAX_PER_INSTANCE = 100_000
 BODY_EXCERPT = 2048
 
-# Index one record, then tidy the index: forget entries older than the retention whose record has
-# expired (a record lives `retention` after its *last* change, so an old one may still be alive), and
-# over the cap drop the oldest, records included. So the index never grows without limit.
+# Index records (ARGV[5..]: score, id, score, id ...), then tidy the index once: forget entries older
+# than the retention whose record has expired (a record lives `retention` after its *last* change, so an
+# old one may still be alive), and over the cap drop the oldest, records included. So the index never
+# grows without limit.
 _INDEX = """
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3], 'LIMIT', 0, 100)) do
-  if redis.call('EXISTS', ARGV[5] .. id) == 0 then
-    redis.call('DEL', ARGV[5] .. id .. ':attempts')
+redis.call('ZADD', KEYS[1], unpack(ARGV, 5))
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, 100)) do
+  if redis.call('EXISTS', ARGV[3] .. id) == 0 then
+    redis.call('DEL', ARGV[3] .. id .. ':attempts')
     redis.call('ZREM', KEYS[1], id)
   end
 end
-local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4])
+local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[2])
 if excess > 0 then
   for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, excess - 1)) do
-    redis.call('DEL', ARGV[5] .. id, ARGV[5] .. id .. ':attempts')
+    redis.call('DEL', ARGV[3] .. id, ARGV[3] .. id .. ':attempts')
     redis.call('ZREM', KEYS[1], id)
   end
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 """
 
@@ -97,22 +98,31 @@ class DeliveryLog:
 
     def received(self, pipe: redis.client.Pipeline, item: InboxItem, instance_id: int, job_id: str) -> None:
         """Add the RECEIVED record of `item` at `instance_id` to `pipe` (the dispatcher's MULTI)."""
-        notification = item.notification_id(instance_id)
+        self.received_many(pipe, [(item, instance_id, job_id)])
+
+    def received_many(self, pipe: redis.client.Pipeline, records: list[tuple[InboxItem, int, str]]) -> None:
+        """Add RECEIVED records, (item, instance id, job id) each, to `pipe`; each instance's index
+        is added to and tidied once for all of its records."""
         created = now_ms()
-        record = keys.delivery(notification)
-        pipe.delete(record, keys.delivery_attempts(notification))
-        pipe.hset(record, mapping={
-            "id": notification, "instance": instance_id, "status": "RECEIVED", "created": created,
-            "updated": created, "event": item.event_id, "kind": item.kind, "store": item.store_id,
-            "summary": orjson.dumps(envelope.events(item)), "item": item.dumps(), "job": job_id, "replays": 0,
-        })  # fmt: skip
-        pipe.expire(record, self.retention)
-        self._index(
-            keys=[keys.instance_deliveries(instance_id)],
-            args=[created, notification, created - self.retention * 1000, self.max_per_instance,
-                  keys.PREFIX + "delivery:", self.retention * 1000],
-            client=pipe,
-        )  # fmt: skip
+        indexed: dict[int, list[str | int]] = {}
+        for item, instance_id, job_id in records:
+            notification = item.notification_id(instance_id)
+            record = keys.delivery(notification)
+            pipe.delete(record, keys.delivery_attempts(notification))
+            pipe.hset(record, mapping={
+                "id": notification, "instance": instance_id, "status": "RECEIVED", "created": created,
+                "updated": created, "event": item.event_id, "kind": item.kind, "store": item.store_id,
+                "summary": orjson.dumps(envelope.events(item)), "item": item.dumps(), "job": job_id, "replays": 0,
+            })  # fmt: skip
+            pipe.expire(record, self.retention)
+            indexed.setdefault(instance_id, []).extend([created, notification])
+        for instance_id, entries in indexed.items():
+            self._index(
+                keys=[keys.instance_deliveries(instance_id)],
+                args=[created - self.retention * 1000, self.max_per_instance, keys.PREFIX + "delivery:",
+                      self.retention * 1000, *entries],
+                client=pipe,
+            )  # fmt: skip
 
     def attempted(
         self, notification: str, attempt: dict[str, Any], status: str, *, next_attempt: int | None = None,

@@ -179,8 +179,7 @@ class Dispatcher:
             jobs.enqueue(self.queue, created, pipe)
             if results:
                 self.poll_queue.enqueue_many(results, pipeline=pipe)
-            for item, instance_id, job_id in records:
-                self.log.received(pipe, item, instance_id, job_id)
+            self.log.received_many(pipe, records)
             for notification, job_id in replays:
                 self.log.replayed(pipe, notification, job_id)
             if malformed:

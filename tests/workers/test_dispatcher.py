@@ -45,6 +45,8 @@ def test_a_step_takes_at_most_a_batch_oldest_first(redis_client: redis.Redis) ->
     taken = dispatcher(redis_client)
     assert taken.step(block=0.1) == BATCH
     assert moves(redis_client) == BATCH
+    assert redis_client.zcard("relay:instance:77:deliveries") == BATCH  # every record indexed
+    assert int(redis_client.info("commandstats")["cmdstat_zadd"]["calls"]) == 1  # in one call for the instance
     left = [InboxItem.loads(raw).event_id for raw in redis_client.lrange(keys.INBOX, 0, -1)]
     assert sorted(left) == sorted(f"e-{n}" for n in range(BATCH, BATCH + 5))
     assert taken.step(block=0.1) == 5
