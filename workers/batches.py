@@ -1,7 +1,9 @@
 """Batched deliveries: several events for one instance in one RQ job.
 
-Under load the dispatcher finds several events for the same instance in one take
-from the inbox; it gives them to one job instead of one job each. RQ's own work
+Under load the dispatcher finds several events for the same callback URL in one
+take from the inbox (an app's instances often share one endpoint); it gives them to
+one job instead of one job each, and the URL's concurrency limit counts the batch as
+the one request in flight it is. RQ's own work
 per job (dequeue, registries, heartbeats, rate limiter, cleanup: about 45 Redis
 commands in 15 round trips, see docs/performance.md) is then paid once per batch.
 Each event still goes through `workers.delivery.attempt`: instance read now, pause
@@ -18,6 +20,7 @@ through the same per-URL limiter.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import structlog
 from rq import Queue
@@ -37,49 +40,56 @@ MAX_EVENTS = 50
 BUDGET_SECONDS = 1.0
 
 
-def deliver_batch(items: list[str], instance_id: int) -> str:
-    """Deliver `items` to `instance_id` in order. Returns a summary such as "delivered 48, handed off 2"."""
+def deliver_batch(deliveries: list[list[Any]]) -> str:
+    """Deliver `deliveries`, [inbox item, instance id] each, in order. They share a callback URL
+    (and so its concurrency limit). Returns a summary such as "delivered 48, handed off 2"."""
     started = time.monotonic()
     outcomes: dict[str, int] = {}
-    rest: list[str] = []
+    rest: list[list[Any]] = []
     failure: Sent | None = None
-    for n, item in enumerate(items):
+    succeeded: set[int] = set()
+    for n, (item, instance_id) in enumerate(deliveries):
         if n and time.monotonic() - started > BUDGET_SECONDS:
-            rest = items[n:]
+            rest = deliveries[n:]
             break
         with structlog.contextvars.bound_contextvars(batch_position=n):
-            outcome = attempt(item, instance_id, in_batch=True)
+            outcome = attempt(item, int(instance_id), in_batch=True)
         if isinstance(outcome, Sent):
-            rest, failure = items[n:], outcome
+            rest, failure = deliveries[n:], outcome
             break
+        if outcome == "delivered":
+            succeeded.add(int(instance_id))
         outcomes[str(outcome)] = outcomes.get(str(outcome), 0) + 1
-    if outcomes.get("delivered"):
-        # Once for the batch, and before any failure it hands off is judged: successes end a failure run.
-        Pauses(context.current().redis).succeeded(instance_id)
-    return _summary(outcomes, hand_off(rest, instance_id, failure) if rest else 0)
+    pauses = Pauses(context.current().redis)
+    for instance_id in sorted(succeeded):
+        # Once per instance, and before any failure handed off is judged: successes end a failure run.
+        pauses.succeeded(instance_id)
+    return _summary(outcomes, hand_off(rest, failure) if rest else 0)
 
 
-def hand_off(items: list[str], instance_id: int, failure: Sent | None = None) -> int:
-    """Queue each of `items` as a single delivery job (one MULTI), and point the event log at it.
-    `failure` is the first item's failed attempt: its job decides on it instead of sending again."""
+def hand_off(deliveries: list[list[Any]], failure: Sent | None = None) -> int:
+    """Queue each of `deliveries` as a single delivery job (one MULTI), and point the event log at it.
+    `failure` is the first one's failed attempt: its job decides on it instead of sending again."""
     ctx = context.current()
     queue = Queue(keys.DELIVERY_QUEUE, connection=ctx.redis, serializer=JSONSerializer)
-    stored = ctx.redis.get(keys.instance(instance_id))
-    instance = Instance.loads(stored) if stored is not None else None
+    ids = sorted({int(instance_id) for _, instance_id in deliveries})
+    found = ctx.redis.mget([keys.instance(i) for i in ids])
+    instances = {i: Instance.loads(raw) for i, raw in zip(ids, found, strict=True) if raw is not None}
     events_log = DeliveryLog(ctx.redis, ctx.settings.event_retention)
     created: list[Job] = []
     with ctx.redis.pipeline(transaction=True) as pipe:
-        for n, text in enumerate(items):
+        for n, (text, instance_id) in enumerate(deliveries):
             event = InboxItem.loads(text)
-            notification = event.notification_id(instance_id)
+            notification = event.notification_id(int(instance_id))
             job_id = f"dlv-{ordered_id(n)}-{notification.replace('-', '')}"
             decided = failure.dumps() if failure is not None and n == 0 else None
-            created.append(jobs.delivery_job(queue, event, text, instance_id, instance, job_id, failure=decided))
+            created.append(jobs.delivery_job(queue, event, text, int(instance_id), instances.get(int(instance_id)),
+                                             job_id, failure=decided))  # fmt: skip
             events_log.handed_off(pipe, notification, job_id)
         jobs.enqueue(queue, created, pipe)
         pipe.execute()
-    log.info("batch.handed_off", instance_id=instance_id, events=len(items))
-    return len(items)
+    log.info("batch.handed_off", events=len(deliveries))
+    return len(deliveries)
 
 
 def ordered_id(position: int) -> str:

@@ -232,14 +232,14 @@ def _park(
 def on_failure(job: Job, connection: redis.Redis, kind: type, value: BaseException, traceback: Any) -> None:
     """RQ's failure callback: an attempt ended in an exception the job did not decide on (it
     crashed, or Redis blinked). Says so in the event log; RQ retries on the enqueue-time policy."""
-    if isinstance(value, DeliveryFailed) or len(job.args) < 2:
+    if isinstance(value, DeliveryFailed):
         return  # decided and logged by the job itself
-    # A batch job (workers/batches.py) carries a list of items; RQ retries the whole batch.
-    items = job.args[0] if isinstance(job.args[0], list) else [job.args[0]]
+    # A batch job (workers/batches.py) carries [item, instance id] pairs; RQ retries the whole batch.
+    deliveries = job.args[0] if isinstance(job.args[0], list) else [job.args[:2]]
     error = f"unexpected {kind.__name__} in the relay"
     events_log = DeliveryLog(connection, context.current().settings.event_retention)
-    for item in items:
-        webhook_id = InboxItem.loads(item).notification_id(int(job.args[1]))
+    for item, instance_id in deliveries:
+        webhook_id = InboxItem.loads(item).notification_id(int(instance_id))
         if job.retries_left:
             events_log.mark(webhook_id, "DISPATCHED", f"{error}; retrying")
         else:

@@ -42,6 +42,10 @@ HEARTBEAT_SECONDS = 5.0
 ORPHAN_AFTER_SECONDS = 60.0
 DEAD_LETTERS = keys.PREFIX + "inbox:malformed"
 DUE_CHECK_SECONDS = 1.0
+# Backpressure: with this many delivery jobs waiting, the dispatcher lets the inbox fill, so a
+# backlog forms there and leaves as batches rather than as a queue of single jobs.
+QUEUE_AHEAD = 8
+QUEUE_WAIT_SECONDS = 0.01
 
 # Move up to ARGV[1] more items from the inbox to the dispatching list, stopping when the inbox is
 # empty: one round trip that costs as many moves as there are items (a pipeline of BATCH - 1 LMOVEs
@@ -77,7 +81,10 @@ class Dispatcher:
             try:
                 self.heartbeat()
                 self.check_due()
-                self.step()
+                if self.queue_full():
+                    stop.wait(QUEUE_WAIT_SECONDS)
+                else:
+                    self.step()
                 backoff = 0.1
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("dispatcher.redis_unavailable", error=str(exc), retry_in=backoff)
@@ -105,6 +112,11 @@ class Dispatcher:
         self.redis.zadd(keys.DISPATCHERS, {self.name: now})
         self._last_heartbeat = now
         self.recover_orphans(now)
+
+    def queue_full(self) -> bool:
+        """Enough delivery jobs are waiting: leave new events in the inbox for now, where they
+        gather into batches, instead of queueing one job each behind the others."""
+        return int(self.redis.llen(self.queue.key)) >= QUEUE_AHEAD
 
     def check_due(self) -> None:
         """Once a second: start the probes and drain steps of paused instances that are due."""
@@ -150,7 +162,7 @@ class Dispatcher:
         results: list[EnqueueData] = []
         records: list[tuple[InboxItem, int, str]] = []  # event log entries: (item, instance, job id)
         replays: list[tuple[str, str]] = []  # (notification id, job id)
-        by_instance: dict[int, list[tuple[InboxItem, str]]] = {}
+        by_url: dict[str, list[tuple[InboxItem, str, int]]] = {}
         for item, text in decoded:
             if item.kind == "results":
                 results.append(_results_job(item, text))
@@ -160,21 +172,25 @@ class Dispatcher:
                     replays.append((notification, job.id))
             else:
                 for instance_id in item.instances:
-                    by_instance.setdefault(instance_id, []).append((item, text))
-        # Several events for one instance in this take go out in one batch job (workers/batches.py).
-        for instance_id, group in by_instance.items():
-            instance = instances.get(instance_id)
+                    instance = instances.get(instance_id)
+                    url = instance.callback_url if instance is not None and instance.callback_url else ""
+                    by_url.setdefault(url or f"instance {instance_id}", []).append((item, text, instance_id))
+        # Several events for one callback URL in this take go out in one batch job (workers/batches.py).
+        for group in by_url.values():
             if len(group) == 1:
-                item, text = group[0]
+                item, text, instance_id = group[0]
                 job_id = "dlv-" + _hex(item.notification_id(instance_id))
-                created.append(jobs.delivery_job(self.queue, item, text, instance_id, instance, job_id))
+                created.append(jobs.delivery_job(self.queue, item, text, instance_id, instances.get(instance_id),
+                                                 job_id))  # fmt: skip
                 records.append((item, instance_id, job_id))
                 continue
             for start in range(0, len(group), batches.MAX_EVENTS):
                 chunk = group[start : start + batches.MAX_EVENTS]
                 job_id = f"dlb-{batches.ordered_id(start)}"
-                created.append(jobs.batch_job(self.queue, [text for _, text in chunk], instance_id, instance, job_id))
-                records.extend((item, instance_id, job_id) for item, _ in chunk)
+                # The limit of the URL is the last queued instance's (workers/jobs.py): the chunk's last.
+                limiter = instances.get(chunk[-1][2])
+                created.append(jobs.batch_job(self.queue, [[text, i] for _, text, i in chunk], limiter, job_id))
+                records.extend((item, instance_id, job_id) for item, _, instance_id in chunk)
         with self.redis.pipeline(transaction=True) as pipe:
             jobs.enqueue(self.queue, created, pipe)
             if results:

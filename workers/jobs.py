@@ -52,8 +52,9 @@ def delivery_job(
     )
 
 
-def batch_job(queue: Queue, texts: list[str], instance_id: int, instance: Instance | None, job_id: str) -> Job:
-    """A job delivering several serialised items to `instance_id` in order (workers/batches.py).
+def batch_job(queue: Queue, deliveries: list[list[Any]], instance: Instance | None, job_id: str) -> Job:
+    """A job delivering several [serialised item, instance id] in order (workers/batches.py), all
+    to `instance`'s callback URL.
 
     Limited per callback URL like a single delivery: a batch sends one request at a time, so it
     holds one slot. Crash retries as for a single delivery; a retried batch sends again what it
@@ -62,12 +63,12 @@ def batch_job(queue: Queue, texts: list[str], instance_id: int, instance: Instan
     url = instance.callback_url if instance is not None else None
     return queue.create_job(
         "workers.batches.deliver_batch",
-        args=(texts, instance_id),
+        args=(deliveries,),
         job_id=job_id,
         timeout=JOB_TIMEOUT,
         result_ttl=0,
         failure_ttl=FAILURE_TTL,
-        description=f"deliver {len(texts)} events to instance {instance_id}",
+        description=f"deliver {len(deliveries)} events to {instance.id if instance else '?'} and others on its URL",
         rate_limit=RateLimit(keys.endpoint_limit(url), instance.concurrency) if instance and url else None,
         retry=Retry(max=len(RETRY_SCHEDULE), interval=list(RETRY_SCHEDULE)),
         on_failure=Callback("workers.delivery.on_failure"),

@@ -38,7 +38,7 @@ def test_events_queued_together_go_out_in_one_job_in_order(
         worker.stop()
     assert [r.json()["message"]["raw"]["eventId"] for r in received] == [f"b-{n}" for n in range(5)]
     assert len({r.headers["elements-webhook-id"] for r in received}) == 5
-    assert "deliver 5 events to instance" in worker.logs()
+    assert "deliver 5 events to 1 and others on its URL" in worker.logs()
     assert [record(redis_client, 1003, f"b-{n}", instance["id"]) for n in range(5)] == [("NOTIFIED", [200])] * 5
 
 
@@ -67,3 +67,26 @@ def test_a_failure_in_a_batch_is_decided_as_for_a_single_delivery(
     assert record(redis_client, 1003, "f-2", instance["id"]) == ("FAILED", [400])
     assert [record(redis_client, 1003, f"f-{n}", instance["id"]) for n in (0, 3, 4)] == [("NOTIFIED", [200])] * 3
     assert redis_client.zcard("rq:failed:relay-deliveries") == 1
+
+
+def test_instances_sharing_a_callback_url_share_batches(
+    api: httpx.Client, callbacks: CallbackServer, settings: Settings, tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    first = create_custom(api, f"{callbacks.url}/hook", store_id=7001)
+    second = create_custom(api, f"{callbacks.url}/hook", store_id=7002)
+    for n in range(3):
+        for store in (7001, 7002):
+            assert post_webhook(api, webhook(f"s-{store}-{n}", store_id=store)).status_code == 200
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        received = callbacks.wait_for(6, timeout=20)
+    finally:
+        worker.stop()
+    assert [(r.json()["message"]["instanceId"], r.json()["message"]["raw"]["eventId"]) for r in received] == [
+        (instance["id"], f"s-{store}-{n}") for n in range(3) for instance, store in ((first, 7001), (second, 7002))
+    ]
+    assert "deliver 6 events to" in worker.logs()
+    for instance, store in ((first, 7001), (second, 7002)):
+        assert [record(redis_client, store, f"s-{store}-{n}", instance["id"]) for n in range(3)] == [
+            ("NOTIFIED", [200])
+        ] * 3
