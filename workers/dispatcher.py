@@ -42,10 +42,6 @@ HEARTBEAT_SECONDS = 5.0
 ORPHAN_AFTER_SECONDS = 60.0
 DEAD_LETTERS = keys.PREFIX + "inbox:malformed"
 DUE_CHECK_SECONDS = 1.0
-# Backpressure: with this many delivery jobs waiting, the dispatcher lets the inbox fill, so a
-# backlog forms there and leaves as batches rather than as a queue of single jobs.
-QUEUE_AHEAD = 8
-QUEUE_WAIT_SECONDS = 0.01
 
 # Move up to ARGV[1] more items from the inbox to the dispatching list, stopping when the inbox is
 # empty: one round trip that costs as many moves as there are items (a pipeline of BATCH - 1 LMOVEs
@@ -81,10 +77,7 @@ class Dispatcher:
             try:
                 self.heartbeat()
                 self.check_due()
-                if self.queue_full():
-                    stop.wait(QUEUE_WAIT_SECONDS)
-                else:
-                    self.step()
+                self.step()
                 backoff = 0.1
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("dispatcher.redis_unavailable", error=str(exc), retry_in=backoff)
@@ -112,11 +105,6 @@ class Dispatcher:
         self.redis.zadd(keys.DISPATCHERS, {self.name: now})
         self._last_heartbeat = now
         self.recover_orphans(now)
-
-    def queue_full(self) -> bool:
-        """Enough delivery jobs are waiting: leave new events in the inbox for now, where they
-        gather into batches, instead of queueing one job each behind the others."""
-        return int(self.redis.llen(self.queue.key)) >= QUEUE_AHEAD
 
     def check_due(self) -> None:
         """Once a second: start the probes and drain steps of paused instances that are due."""
