@@ -48,14 +48,15 @@ class Plan:
     ceiling_seconds: float
     memory_events: int
     max_ingest_rate: int  # sizes the file of unique signed webhooks
+    probe_seconds: float  # each open-loop probe for the sustainable delivery rate
 
     @classmethod
     def full(cls) -> Plan:
-        return cls(8, 2, 32, (1, 100, 10_000), 3000, 10, 8, 2000, 25_000)
+        return cls(8, 2, 32, (1, 100, 10_000), 3000, 10, 8, 2000, 25_000, 5)
 
     @classmethod
     def quick(cls) -> Plan:
-        return cls(2, 1, 16, (1, 100), 200, 2, 2, 200, 25_000)
+        return cls(2, 1, 16, (1, 100), 200, 2, 2, 200, 25_000, 1.5)
 
 
 def main() -> None:
@@ -103,6 +104,9 @@ def run(plan: Plan, workers: int, *, quick: bool = False) -> dict[str, Any]:
         results["memory"].update(queued_memory(stack, plan, directory))
         results["targets"] = report.targets(results, workers)
         return results
+
+
+PROBES = 5
 
 
 def say(text: str) -> None:
@@ -228,18 +232,16 @@ def delivery_run(
 
 
 def e2e_run(
-    stack: Stack, plan: Plan, directory: Path, url: str, max_rate: float, stores: list[int],
+    stack: Stack, plan: Plan, directory: Path, url: str, drain_rate: float, stores: list[int],
     instances: dict[int, int],
 ) -> dict[str, Any]:  # fmt: skip
-    rate = max_rate / 2
+    sustainable, probes = sustainable_rate(stack, plan, directory, url, drain_rate, stores)
+    rate = sustainable / 2
     hooks = load.webhooks("e2e", max(int(rate * plan.e2e_seconds), 20), stores, CLIENT_SECRET)
     requests, accepted_file = directory / "e2e.txt", directory / "e2e-accepted.json"
     load.write_requests(requests, hooks)
     stack.sink_reset()
-    generator = subprocess.run([sys.executable, "-m", "bench.load", f"{url}/events/ecwid", str(requests),
-                                "--connections", "8", "--rate", str(rate), "--accepted", str(accepted_file)],
-                               capture_output=True, text=True, check=True)  # fmt: skip
-    sent = json.loads(generator.stdout)
+    sent = send_at(f"{url}/events/ecwid", requests, rate, accepted_file)
     wait_for_sink(stack, len(hooks), timeout=60)
     arrived = dict(stack.sink_dump())
     accepted = orjson.loads(accepted_file.read_bytes())
@@ -249,9 +251,48 @@ def e2e_run(
     )
     ms = [value * 1000 for value in latencies]
     return {
-        "rate": rate, "events": len(hooks), "ingest_p99_ms": sent["p99_ms"],
-        "p50_ms": ms[len(ms) // 2], "p99_ms": ms[int(len(ms) * 0.99)], "max_ms": ms[-1],
+        "rate": rate, "sustainable_rate": sustainable, "probes": probes, "events": len(hooks),
+        "ingest_p99_ms": sent["p99_ms"], "p50_ms": ms[len(ms) // 2], "p99_ms": ms[int(len(ms) * 0.99)],
+        "max_ms": ms[-1],
     }  # fmt: skip
+
+
+def sustainable_rate(
+    stack: Stack, plan: Plan, directory: Path, url: str, drain_rate: float, stores: list[int]
+) -> tuple[float, list[dict[str, Any]]]:
+    """The highest steady arrival rate the relay keeps up with, from the backlog-drain rate down.
+
+    A probe sends at a fixed rate for `plan.probe_seconds`; it is sustained when every event has
+    reached the sink within a second of the last one being accepted (no backlog built up).
+    """
+    rate, probes = drain_rate, []
+    requests = directory / "probe.txt"
+    for attempt in range(PROBES):
+        hooks = load.webhooks(f"probe{attempt}", max(int(rate * plan.probe_seconds), 10), stores, CLIENT_SECRET)
+        load.write_requests(requests, hooks)
+        stack.sink_reset()
+        send_at(f"{url}/events/ecwid", requests, rate)
+        end = time.monotonic() + 1.0
+        while stack.sink_count() < len(hooks) and time.monotonic() < end:
+            time.sleep(0.02)
+        sustained = stack.sink_count() >= len(hooks)
+        probes.append({"rate": round(rate, 1), "sustained": sustained})
+        if sustained:
+            return rate, probes
+        wait_for_sink(stack, len(hooks), timeout=120)  # let the backlog drain before the next probe
+        rate *= 0.6
+    return rate, probes
+
+
+def send_at(url: str, requests: Path, rate: float, accepted: Path | None = None) -> dict[str, Any]:
+    """Every request of the file at a steady `rate` per second (open loop); raises on a non-200."""
+    command = [sys.executable, "-m", "bench.load", url, str(requests), "--connections", "8", "--rate", str(rate)]
+    if accepted is not None:
+        command += ["--accepted", str(accepted)]
+    sent: dict[str, Any] = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    if sent["errors"]:
+        raise RuntimeError(f"{sent['errors']} of {sent['requests']} requests to {url} were not answered 200")
+    return sent
 
 
 def delivery_ceiling(stack: Stack, plan: Plan, directory: Path, workers: int) -> dict[str, Any]:

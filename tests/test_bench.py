@@ -45,6 +45,7 @@ def test_quick_benchmark_measures_every_figure(tmp_path: Path) -> None:
 
     e2e = results["e2e"]
     assert 0 < e2e["p50_ms"] <= e2e["p99_ms"] <= e2e["max_ms"] < 60_000
+    assert 0 < e2e["rate"] <= e2e["sustainable_rate"] / 2 + 1e-9 and len(e2e["probes"]) >= 1
 
     memory = results["memory"]
     assert memory["payload_bytes"] >= 1024
