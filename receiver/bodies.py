@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 
-from receiver.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from receiver.errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 
 MAX_BODY = 1024 * 1024
+# The whole body must arrive within this time: a client trickling bytes (slow-loris) would
+# otherwise hold a connection and its buffer for as long as it likes. Ecwid sends < 10 KiB.
+BODY_SECONDS = 10.0
 
 
 async def read(request: Request, limit: int = MAX_BODY) -> bytes:
-    """The whole body; raises PayloadTooLarge as soon as it is known to exceed `limit`."""
+    """The whole body; raises PayloadTooLarge as soon as it is known to exceed `limit`,
+    RequestTimeout when it takes longer than BODY_SECONDS to arrive."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -21,10 +26,14 @@ async def read(request: Request, limit: int = MAX_BODY) -> bytes:
         if int(declared) > limit:
             raise PayloadTooLarge(f"body is larger than {limit} bytes")
     chunks = bytearray()
-    async for chunk in request.stream():
-        chunks.extend(chunk)
-        if len(chunks) > limit:
-            raise PayloadTooLarge(f"body is larger than {limit} bytes")
+    try:
+        async with asyncio.timeout(BODY_SECONDS):
+            async for chunk in request.stream():
+                chunks.extend(chunk)
+                if len(chunks) > limit:
+                    raise PayloadTooLarge(f"body is larger than {limit} bytes")
+    except TimeoutError:
+        raise RequestTimeout(f"the body did not arrive within {BODY_SECONDS:.0f} seconds") from None
     return bytes(chunks)
 
 

@@ -4,6 +4,7 @@
     ├── BadRequest              400  the request is malformed or incomplete
     ├── Unauthorized            401  missing or wrong credentials or signature
     ├── NotFound                404  no such thing, or not yours
+    ├── RequestTimeout          408  the body did not arrive in time (slow-loris)
     ├── Conflict                409  changed concurrently; retry
     ├── PayloadTooLarge         413  body over the limit
     ├── UnsupportedMediaType    415  body type we do not read
@@ -16,6 +17,7 @@ mapped here too. Anything else is a bug: 500, logged with its traceback.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Mapping
 from typing import Any
@@ -33,6 +35,7 @@ log = structlog.get_logger(logger_name="receiver.errors")
 
 class RelayError(Exception):
     status_code = 500
+    headers: dict[str, str] | None = None
 
     def __init__(self, message: str, *, provider_message: str | None = None) -> None:
         super().__init__(message)
@@ -50,6 +53,11 @@ class Unauthorized(RelayError):
 
 class NotFound(RelayError):
     status_code = 404
+
+
+class RequestTimeout(RelayError):
+    status_code = 408
+    headers = {"Connection": "close"}  # a client that trickles gets no second request on this connection
 
 
 class Conflict(RelayError):
@@ -101,7 +109,9 @@ async def relay_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RelayError)
     metrics.rejected(request, _reason(exc))
     log.info("request.rejected", status=exc.status_code, reason=exc.message)
-    return error_response(request, exc.status_code, exc.message, providerMessage=exc.provider_message)
+    return error_response(
+        request, exc.status_code, exc.message, headers=exc.headers, providerMessage=exc.provider_message
+    )
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -115,6 +125,19 @@ async def redis_down(request: Request, exc: Exception) -> Response:
     log.warning("redis.unavailable", error=f"{type(exc).__name__}: {exc}")
     metrics.rejected(request, "unavailable")
     return error_response(request, 503, "storage is unavailable; nothing was stored, try again")
+
+
+async def redis_refused(request: Request, exc: Exception) -> Response:
+    """Redis answered but refused the write: out of memory (maxmemory with noeviction), too few
+    replicas (min-replicas-to-write), or it cannot persist (MISCONF). Nothing was stored."""
+    if isinstance(exc, redis.exceptions.OutOfMemoryError) or REFUSAL.search(str(exc)):
+        return await redis_down(request, exc)
+    return await internal_error(request, exc)
+
+
+# Error replies with which Redis refuses a write it would take another time; inside a Lua script
+# (Redis 6) they come wrapped: "Error running script ...: @user_script:1: -OOM command not allowed ...".
+REFUSAL = re.compile(r"(?:^|-)(?:OOM|NOREPLICAS|MISCONF|READONLY|LOADING|MASTERDOWN|NOMASTERLINK)\b")
 
 
 async def client_gone(request: Request, exc: Exception) -> Response:
@@ -136,6 +159,8 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     redis.exceptions.TimeoutError: redis_down,
     redis.exceptions.BusyLoadingError: redis_down,
     redis.exceptions.ReadOnlyError: redis_down,
+    redis.exceptions.OutOfMemoryError: redis_down,
+    redis.exceptions.ResponseError: redis_refused,
     ClientDisconnect: client_gone,
     Exception: internal_error,
 }

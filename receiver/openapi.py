@@ -97,6 +97,8 @@ def _ingest(summary: str, with_results: bool) -> dict[str, Any]:
     responses = {**ok(ref("IngestAnswer")), **errors(400, 401, 413, 415, 503)}
     parameters = [*EVENT_HEADERS, query("eventtype", "Event type, for webhooks that leave it out of the body.")]
     if with_results:
+        # 200 is also the answer to results for an instance whose events are off (nothing stored).
+        responses.update(ok({"anyOf": [ref("IngestAnswer"), ref("PollResultsAnswer")]}))
         responses.update(ok(ref("PollResultsAnswer"), 202))
         parameters = [INSTANCE_ID, *parameters, query("objectType", "With Element auth: the polled object type.")]
     security = INGEST_SECURITY + ([{"elementToken": []}] if with_results else [])

@@ -42,8 +42,12 @@ async def ready(request: Request) -> JSONResponse:
 
 
 async def metrics(request: Request) -> Response:
-    """Prometheus text format. Redis errors propagate (503, receiver/errors.py)."""
-    stats = await queue_stats.read(services(request).redis)
+    """Prometheus text format, always: while Redis is unreachable, this process's counters (the
+    rejections that show the outage among them) with `relay_redis_up 0` and no queue gauges."""
+    try:
+        stats: queue_stats.QueueStats | None = await queue_stats.read(services(request).redis)
+    except redis.exceptions.RedisError:
+        stats = None
     snapshot = CollectorRegistry(auto_describe=False)
     snapshot.register(_Snapshot(stats))
     body = generate_latest(REGISTRY) + generate_latest(snapshot)
@@ -53,27 +57,36 @@ async def metrics(request: Request) -> Response:
 class _Snapshot(Collector):
     """Gauges from one reading of Redis, rendered once."""
 
-    def __init__(self, stats: queue_stats.QueueStats) -> None:
+    def __init__(self, stats: queue_stats.QueueStats | None) -> None:
         self.stats = stats
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         stats = self.stats
+        yield GaugeMetricFamily("relay_redis_up", "1 if this scrape could read Redis, else 0.", value=int(bool(stats)))
+        if stats is None:
+            return
         yield GaugeMetricFamily("relay_inbox_depth", "Accepted events not yet dispatched to RQ.", value=stats.inbox)
         for name, help_text, values in (
             ("relay_queue_depth", "RQ jobs waiting to run, per queue.", stats.queued),
             ("relay_queue_scheduled", "RQ jobs waiting for their retry time, per queue.", stats.scheduled),
             ("relay_queue_started", "RQ jobs running now, per queue.", stats.started),
             ("relay_queue_failed", "RQ jobs in the failed registry, per queue.", stats.failed),
+            (
+                "relay_queue_rate_limited",
+                "Delivery jobs held outside the queue by a callback URL's concurrency limit, per queue.",
+                stats.rate_limited,
+            ),
         ):
             family = GaugeMetricFamily(name, help_text, labels=["queue"])
             for queue, count in values.items():
                 family.add_metric([queue], count)
             yield family
-        yield GaugeMetricFamily("relay_dispatchers", "Dispatcher threads heartbeating.", value=stats.dispatchers)
+        yield GaugeMetricFamily(
+            "relay_dispatchers", "Dispatcher threads that heartbeat within the last minute.", value=stats.dispatchers
+        )
         states = GaugeMetricFamily(
             "relay_instances_delivery_state",
-            "Instances whose deliveries are paused after failures (probing) or draining their buffer. "
-            "Pauses made by hand or by a 410 Gone are not counted (see docs/operations.md).",
+            "Instances whose deliveries are paused (after failures, by hand or by a 410 Gone) or drain their buffer.",
             labels=["state"],
         )
         for state, count in stats.delivery_states.items():

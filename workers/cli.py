@@ -10,6 +10,8 @@ import argparse
 import os
 import sys
 
+import redis.exceptions
+
 from workers import keys
 from workers.settings import Settings, SettingsError
 
@@ -65,6 +67,9 @@ def parser() -> argparse.ArgumentParser:
     instances_list.add_argument("--store", type=int, help="only the instances of this Ecwid store")
     instances_show = instances_actions.add_parser("show", help="one instance, with its poller's state")
     instances_show.add_argument("instance", type=int)
+    for action, text in (("pause", "pause deliveries by hand (events are buffered)"),
+                         ("resume", "resume a paused instance: its buffer drains")):  # fmt: skip
+        instances_actions.add_parser(action, help=text).add_argument("instance", type=int)
 
     failed = commands.add_parser("failed", help="jobs in RQ's failed registry")
     failed_actions = failed.add_subparsers(dest="action", required=True)
@@ -100,6 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"ecwid-relay: configuration error: {exc}", file=sys.stderr)
         return 2
+    if args.command in OPERATOR_COMMANDS:
+        try:
+            return _operate(args, settings)
+        except redis.exceptions.RedisError as exc:
+            # The URL may hold a password: name the error, not the connection.
+            print(f"ecwid-relay: Redis error: {type(exc).__name__}", file=sys.stderr)
+            return 2
     if args.command == "dev":
         from workers import devstack
 
@@ -108,6 +120,22 @@ def main(argv: list[str] | None = None) -> int:
         from workers import scheduler
 
         return scheduler.run(settings, tick=max(1, args.tick))
+    if args.command == "worker":
+        from workers import worker
+
+        return worker.run(
+            settings, burst=args.burst, name=args.name, metrics_port=args.metrics_port, metrics_host=args.metrics_host
+        )
+    from workers import serve
+
+    return serve.run(settings, host=args.host, port=args.port, processes=args.processes)
+
+
+OPERATOR_COMMANDS = ("poll", "events", "replay", "instances", "failed", "redis")
+
+
+def _operate(args: argparse.Namespace, settings: Settings) -> int:
+    """The one-shot operator commands; each prints JSON lines and returns the exit status."""
     if args.command == "poll":
         from workers import poll_once
 
@@ -120,27 +148,15 @@ def main(argv: list[str] | None = None) -> int:
             return event_cli.replay(settings, args.instance, args.event, args.status, limit)
         shown = args.event if args.action == "show" else None
         return event_cli.events(settings, args.instance, shown, getattr(args, "status", None), limit)
-    if args.command in ("instances", "failed", "redis"):
-        from workers import ops_cli
+    from workers import ops_cli
 
-        if args.command == "instances":
-            return ops_cli.instances(
-                settings, args.action, getattr(args, "instance", None), getattr(args, "store", None)
-            )
-        if args.command == "failed":
-            limit = max(1, getattr(args, "limit", 1))
-            return ops_cli.failed(settings, args.action, getattr(args, "jobs", []), getattr(args, "all", False),
-                                  args.queue, limit)  # fmt: skip
-        return ops_cli.redis_status(settings)
-    if args.command == "worker":
-        from workers import worker
-
-        return worker.run(
-            settings, burst=args.burst, name=args.name, metrics_port=args.metrics_port, metrics_host=args.metrics_host
-        )
-    from workers import serve
-
-    return serve.run(settings, host=args.host, port=args.port, processes=args.processes)
+    if args.command == "instances":
+        return ops_cli.instances(settings, args.action, getattr(args, "instance", None), getattr(args, "store", None))
+    if args.command == "failed":
+        limit = max(1, getattr(args, "limit", 1))
+        return ops_cli.failed(settings, args.action, getattr(args, "jobs", []), getattr(args, "all", False),
+                              args.queue, limit)  # fmt: skip
+    return ops_cli.redis_status(settings)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ BATCH = 200
 BLOCK_SECONDS = 1.0
 HEARTBEAT_SECONDS = 5.0
 # A dispatcher silent for this long is dead; its items go back to the inbox.
-ORPHAN_AFTER_SECONDS = 60.0
+ORPHAN_AFTER_SECONDS = float(keys.DISPATCHER_DEAD_AFTER)
 DEAD_LETTERS = keys.PREFIX + "inbox:malformed"
 DUE_CHECK_SECONDS = 1.0
 
@@ -99,11 +99,13 @@ class Dispatcher:
             log.warning("dispatcher.release_deferred", items_in=self.processing)
 
     def heartbeat(self, force: bool = False) -> None:
-        now = time.time()
-        if not force and now - self._last_heartbeat < HEARTBEAT_SECONDS:
+        if not force and time.monotonic() - self._last_heartbeat < HEARTBEAT_SECONDS:
             return
+        # Redis's clock, not ours: a worker whose clock runs ahead must not declare the others dead.
+        seconds, micros = self.redis.time()
+        now = seconds + micros / 1e6
         self.redis.zadd(keys.DISPATCHERS, {self.name: now})
-        self._last_heartbeat = now
+        self._last_heartbeat = time.monotonic()
         self.recover_orphans(now)
 
     def check_due(self) -> None:

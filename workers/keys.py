@@ -11,7 +11,8 @@ PREFIX = "relay:"
 
 INSTANCE_SEQUENCE = PREFIX + "instance-seq"
 INBOX = PREFIX + "inbox"
-DISPATCHERS = PREFIX + "dispatchers"
+DISPATCHERS = PREFIX + "dispatchers"  # dispatcher names scored by their last heartbeat (unix seconds)
+DISPATCHER_DEAD_AFTER = 60  # seconds without a heartbeat after which a dispatcher counts as dead
 DELIVERY_QUEUE = "relay-deliveries"
 POLL_QUEUE = "relay-polls"
 QUEUES = (DELIVERY_QUEUE, POLL_QUEUE)  # in the order workers take jobs

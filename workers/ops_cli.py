@@ -68,7 +68,8 @@ async def _all_instances(connection: aioredis.Redis, store_id: int | None) -> li
 
 
 def instances(settings: Settings, action: str, instance_id: int | None, store_id: int | None) -> int:
-    """`list`: one summary line per instance (of a store). `show`: the API's view of one. Exit 1 if none."""
+    """`list`: one summary line per instance (of a store). `show`: the API's view of one. `pause`
+    and `resume`: as the owner's PATCH {"delivery": {"paused": ...}}, then show. Exit 1 if none."""
 
     async def run() -> int:
         connection = aioredis.Redis.from_url(settings.require_redis_url())
@@ -84,7 +85,12 @@ def instances(settings: Settings, action: str, instance_id: int | None, store_id
             if record is None:
                 print(f"ecwid-relay: no instance {instance_id}", file=sys.stderr)
                 return 1
-            _print(await _view(store, Instance.loads(record)))
+            instance = Instance.loads(record)
+            if action == "pause":
+                await store.pause(instance.id, "paused by an operator (ecwid-relay instances pause)")
+            elif action == "resume":
+                await store.resume(instance.id)
+            _print(await _view(store, instance))
             return 0
         finally:
             await connection.aclose()
@@ -122,7 +128,7 @@ def failed(settings: Settings, action: str, job_ids: list[str], every: bool, que
         return 0
     if every:
         job_ids = registry.get_job_ids()
-    if not job_ids:
+    elif not job_ids:
         print("ecwid-relay: name the jobs to requeue, or pass --all", file=sys.stderr)
         return 2
     requeued, missing = [], []

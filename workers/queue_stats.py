@@ -1,7 +1,8 @@
 """How much work is waiting, read from Redis: shared by `/metrics`, `/ready` and the CLI.
 
 Non-transactional pipelines of O(1) commands (LLEN, ZCARD, HGET), so a scrape costs
-two round trips however long the queues are. Async, so the receiver's event loop
+two round trips however long the queues are (and one command per paused instance and
+per rate-limited callback URL, at most 10,000 of each). Async, so the receiver's event loop
 never blocks; the CLI runs it with `asyncio.run`.
 """
 
@@ -13,7 +14,8 @@ import redis.asyncio as aioredis
 
 from workers import keys
 
-MAX_STATES = 10_000  # instances read per scrape; more paused than that is an incident anyway
+MAX_STATES = 10_000  # instances (and callback URLs) read per scrape; more than that is an incident anyway
+RATE_LIMIT_KEYS = "rq:rl-keys"  # RQ's set of RateLimit keys (rq/rate_limit.py)
 
 
 def _queue(name: str) -> str:
@@ -32,6 +34,7 @@ class QueueStats:
     scheduled: dict[str, int]  # jobs waiting for a retry time, per queue
     started: dict[str, int]  # jobs running now, per queue
     failed: dict[str, int]  # jobs in the failed registry, per queue
+    rate_limited: dict[str, int]  # jobs held outside the queue by a callback URL's concurrency limit
     dispatchers: int  # workers' dispatcher threads that heartbeat
     polling_disabled: int  # instances whose polling stopped after failures
     # Instances whose deliveries are paused (after failures, by hand, or after a 410 Gone) or drain
@@ -45,6 +48,7 @@ class QueueStats:
             "scheduled": self.scheduled,
             "started": self.started,
             "failed": self.failed,
+            "rateLimited": self.rate_limited,
             "dispatchers": self.dispatchers,
             "pollingDisabled": self.polling_disabled,
             "deliveryStates": self.delivery_states,
@@ -54,38 +58,41 @@ class QueueStats:
 async def read(connection: aioredis.Redis) -> QueueStats:
     """Two round trips. Raises redis errors when Redis is unreachable."""
     async with connection.pipeline(transaction=False) as pipe:
+        pipe.time()
         pipe.srandmember(keys.DELIVERY_PAUSED, MAX_STATES)
+        pipe.srandmember(RATE_LIMIT_KEYS, MAX_STATES)
         pipe.llen(keys.INBOX)
-        pipe.zcard(keys.DISPATCHERS)
         pipe.zcard(keys.POLL_DISABLED)
         for queue in keys.QUEUES:
             pipe.llen(_queue(queue))
             for kind in ("scheduled", "wip", "failed"):
                 pipe.zcard(_registry(kind, queue))
-        pausing, *counts = await pipe.execute()
-    inbox, dispatchers, disabled, *per_queue = [int(value) for value in counts]
+        (seconds, _), pausing, limits, *counts = await pipe.execute()
+    inbox, disabled, *per_queue = [int(value) for value in counts]
     by_queue = {queue: per_queue[4 * i : 4 * i + 4] for i, queue in enumerate(keys.QUEUES)}
+    async with connection.pipeline(transaction=False) as pipe:
+        # Dead dispatchers stay in the set until a live one recovers their items: count recent heartbeats.
+        pipe.zcount(keys.DISPATCHERS, seconds - keys.DISPATCHER_DEAD_AFTER, "+inf")
+        for instance_id in pausing:
+            pipe.hget(keys.delivery_state(int(instance_id)), "state")
+        for limit in limits:
+            pipe.zcard(f"rq:rl:{limit.decode()}:rate_limited")
+        dispatchers, *rest = await pipe.execute()
+    states, held = rest[: len(pausing)], rest[len(pausing) :]
+    counts_by_state = {"paused": 0, "draining": 0}
+    for state in states:
+        name = state.decode() if isinstance(state, bytes) else state
+        if name in counts_by_state:
+            counts_by_state[name] += 1
     return QueueStats(
         inbox=inbox,
         queued={queue: values[0] for queue, values in by_queue.items()},
         scheduled={queue: values[1] for queue, values in by_queue.items()},
         started={queue: values[2] for queue, values in by_queue.items()},
         failed={queue: values[3] for queue, values in by_queue.items()},
-        dispatchers=dispatchers,
+        # Only delivery jobs carry a rate limit (workers/jobs.py).
+        rate_limited={keys.DELIVERY_QUEUE: sum(int(n) for n in held)},
+        dispatchers=int(dispatchers),
         polling_disabled=disabled,
-        delivery_states=await _delivery_states(connection, [int(i) for i in pausing]),
+        delivery_states=counts_by_state,
     )
-
-
-async def _delivery_states(connection: aioredis.Redis, instance_ids: list[int]) -> dict[str, int]:
-    counts = {"paused": 0, "draining": 0}
-    if not instance_ids:
-        return counts
-    async with connection.pipeline(transaction=False) as pipe:
-        for instance_id in instance_ids:
-            pipe.hget(keys.delivery_state(instance_id), "state")
-        for state in await pipe.execute():
-            name = state.decode() if isinstance(state, bytes) else state
-            if name in counts:
-                counts[name] += 1
-    return counts

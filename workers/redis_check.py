@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 MIN_VERSION = (6, 2)  # GETDEL, LMOVE and the SET options RQ 2+ and our scripts use
-WANTED = {"appendonly": "yes", "appendfsync": "always", "maxmemory-policy": "noeviction"}
+CHECKED = ("appendonly", "appendfsync", "maxmemory-policy", "maxmemory")  # the CONFIG values we judge
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,11 @@ def problems(version: str, config: dict[str, str | None]) -> list[str]:
         )
     if config.get("maxmemory-policy") not in (None, "noeviction"):
         found.append(f"maxmemory-policy is {config['maxmemory-policy']}, not noeviction: a full Redis drops events")
+    elif config.get("maxmemory") == "0":
+        found.append(
+            "maxmemory is 0 (no limit): Redis grows until the machine kills it, and an AOF larger than memory "
+            "never loads again; set maxmemory below the memory Redis may use"
+        )
     if any(value is None for value in config.values()):
         found.append("CONFIG GET is not allowed: check appendonly, appendfsync and maxmemory-policy by hand")
     parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
@@ -61,7 +66,7 @@ async def inspect(connection: aioredis.Redis) -> Report:
     server = await connection.info("server")
     memory = await connection.info("memory")
     config: dict[str, str | None] = {}
-    for name in WANTED:
+    for name in CHECKED:
         try:
             found: dict[Any, Any] = dict(await connection.config_get(name))
             config[name] = _text(found.get(name, found.get(name.encode())))

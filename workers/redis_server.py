@@ -75,6 +75,10 @@ class RedisServer:
             "--appendonly", "yes",
             "--appendfilename", "relay.aof",
             "--appendfsync", self.appendfsync,
+            # noeviction refuses writes (ingest answers 503) only at a limit; without one Redis grows
+            # until the machine kills it, and an AOF too big for memory never loads again.
+            "--maxmemory", str(default_maxmemory()),
+            "--maxmemory-policy", "noeviction",
             "--save", "",
             "--daemonize", "no",
             "--logfile", str(self.data_dir / "redis.log"),
@@ -119,3 +123,13 @@ class RedisServer:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+def default_maxmemory() -> int:
+    """A quarter of this machine's memory, at most 4 GiB: room for a development relay's queues and
+    event log, and for the rest of the machine."""
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        physical = 4 << 30
+    return int(min(physical // 4, 4 << 30))

@@ -213,6 +213,26 @@ def test_redis_down_is_503(settings: Settings, tmp_path: Path) -> None:
         own.stop()
 
 
+def test_a_redis_that_refuses_writes_is_503(api: httpx.Client, redis_client: redis.Redis) -> None:
+    """Out of memory (maxmemory with noeviction) or too few replicas: nothing stored, Ecwid retries."""
+    create_custom(api, "http://127.0.0.1:9/hook")
+    limit = redis_client.config_get("maxmemory")["maxmemory"]
+    redis_client.config_set("maxmemory", "1")
+    try:
+        response = post_webhook(api, webhook("oom-1"))
+    finally:
+        redis_client.config_set("maxmemory", limit)
+    assert_error(response, 503, "storage is unavailable; nothing was stored, try again")
+    redis_client.config_set("min-replicas-to-write", "1")
+    try:
+        response = post_webhook(api, webhook("noreplicas-1"))
+    finally:
+        redis_client.config_set("min-replicas-to-write", "0")
+    assert_error(response, 503, "storage is unavailable; nothing was stored, try again")
+    assert redis_client.llen("relay:inbox") == 0
+    assert post_webhook(api, webhook("oom-1")).json()["message"] == "accepted"  # it was never marked as seen
+
+
 def test_hostile_ids_and_digits_are_400_or_404(api: httpx.Client, redis_client: redis.Redis) -> None:
     """Unicode digits and absurdly long ids were once 500s."""
     signed = {"X-Ecwid-Webhook-Signature": "x", "Content-Type": "application/json"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import httpx
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import running_receiver
@@ -32,15 +33,34 @@ def test_health_and_ready_with_redis_up(api: httpx.Client) -> None:
     assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
 
 
-def test_ready_and_metrics_answer_503_without_redis(settings: Settings) -> None:
+def test_without_redis_ready_is_503_and_metrics_still_show_the_outage(settings: Settings) -> None:
     gone = replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}")
     with running_receiver(gone) as receiver, receiver.client() as client:
         assert client.get("/health").status_code == 200
-        for path in ("/ready", "/metrics"):
-            response = client.get(path)
-            assert response.status_code == 503
-            assert set(response.json()) == {"requestId", "message"}
-            assert "Redis" in response.json()["message"] or "storage" in response.json()["message"]
+        response = client.get("/ready")
+        assert (response.status_code, response.json()["message"]) == (503, "not ready: Redis is unreachable")
+        assert set(response.json()) == {"requestId", "message"}
+        before = samples(client).get(("relay_events_rejected_total", (("reason", "unavailable"),)), 0.0)
+        assert client.post("/events/ecwid", json={}).status_code in (400, 401, 503)
+        assert post_webhook(client, webhook("down-1")).status_code == 503
+        during = samples(client)  # an alert on rejections can fire during the outage, not after it
+        assert during[("relay_redis_up", ())] == 0
+        assert during[("relay_events_rejected_total", (("reason", "unavailable"),))] == before + 1
+        assert ("relay_inbox_depth", ()) not in during
+
+
+def test_dead_dispatchers_and_jobs_held_by_a_concurrency_limit_show(
+    api: httpx.Client, redis_client: redis.Redis
+) -> None:
+    now = redis_client.time()[0]
+    redis_client.zadd("relay:dispatchers", {"alive": now - 5, "dead": now - 3600})
+    redis_client.sadd("rq:rl-keys", "endpoint:a", "endpoint:b")
+    redis_client.zadd("rq:rl:endpoint:a:rate_limited", {"j1": 1, "j2": 2})
+    redis_client.zadd("rq:rl:endpoint:b:rate_limited", {"j3": 3})
+    found = samples(api)
+    assert found[("relay_dispatchers", ())] == 1  # the dead one stays in the set until recovered
+    assert found[("relay_queue_rate_limited", (("queue", "relay-deliveries"),))] == 3
+    assert found[("relay_redis_up", ())] == 1
 
 
 def test_metrics_count_ingested_duplicates_and_rejections(api: httpx.Client, callbacks: CallbackServer) -> None:

@@ -91,5 +91,35 @@ def test_redis_check(redis_client: redis.Redis, run, monkeypatch: pytest.MonkeyP
         redis_client.config_set("maxmemory-policy", "noeviction")
     assert code == 1
     assert report["problems"] == ["maxmemory-policy is allkeys-lru, not noeviction: a full Redis drops events"]
+    limit = redis_client.config_get("maxmemory")["maxmemory"]
+    assert int(limit) > 0  # the Redis `dev` and the tests start has a limit
+    redis_client.config_set("maxmemory", "0")
+    try:
+        code, [report], _ = run("redis", "check")
+    finally:
+        redis_client.config_set("maxmemory", limit)
+    assert code == 1 and report["problems"][0].startswith("maxmemory is 0 (no limit)")
     monkeypatch.setenv("RELAY_REDIS_URL", f"redis://127.0.0.1:{free_port()}")
     assert run("redis", "check") == (2, [], "ecwid-relay: Redis is unreachable: ConnectionError\n")
+
+
+def test_an_operator_pauses_and_resumes_an_instance(api: httpx.Client, run) -> None:  # type: ignore[no-untyped-def]
+    instance = create_custom(api, "http://127.0.0.1:9/hook")
+    code, [shown], _ = run("instances", "pause", str(instance["id"]))
+    assert code == 0
+    assert (shown["delivery"]["state"], shown["delivery"]["reason"], shown["delivery"]["resumesByHand"]) == (
+        "paused", "paused by an operator (ecwid-relay instances pause)", True,
+    )  # fmt: skip
+    code, [shown], _ = run("instances", "resume", str(instance["id"]))
+    assert (code, shown["delivery"]["state"]) == (0, "draining")
+    assert run("instances", "resume", "99") == (1, [], "ecwid-relay: no instance 99\n")
+
+
+def test_redis_errors_are_one_line_not_a_traceback(run, monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    code, [answer], _ = run("failed", "requeue", "--all")
+    assert (code, answer["requeued"]) == (0, [])  # nothing failed: nothing to do, not an error
+    monkeypatch.setenv("RELAY_REDIS_URL", f"redis://:hunter2-password@127.0.0.1:{free_port()}")
+    for command in (["instances", "list"], ["failed", "list"], ["events", "list", "--instance", "1"]):
+        assert run(*command) == (2, [], "ecwid-relay: Redis error: ConnectionError\n")
+    monkeypatch.setenv("RELAY_REDIS_URL", (settings.redis_url or "").rsplit("/", 1)[0] + "/99")
+    assert run("instances", "list") == (2, [], "ecwid-relay: Redis error: ResponseError\n")

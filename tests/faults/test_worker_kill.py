@@ -1,0 +1,105 @@
+"""Scenario 1: `kill -9` a worker in the middle of a delivery, 20 times across 500 events."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import redis
+
+from tests.faults.conftest import send, subscribe
+from tests.support.ledger import Answer, Figures, LedgerServer
+from tests.support.processes import Receiver, Worker
+from workers.settings import Settings
+
+EVENTS = 500
+KILLS = 20
+WORKERS = 4
+
+
+def webhook_id_of(job_id: str) -> str:
+    """Delivery job ids are `dlv-` + the notification id without dashes."""
+    return str(uuid.UUID(job_id.removeprefix("dlv-")[:32]))
+
+
+def test_worker_killed_mid_delivery_loses_nothing(fault_settings: Settings, tmp_path: Path) -> None:
+    # Each delivery takes 0.2 s at the callback, so a busy worker is caught with a request on the wire.
+    ledger = LedgerServer(lambda event_id, attempt: Answer(delay=0.2))
+    r = redis.Redis.from_url(fault_settings.redis_url or "")
+    receiver = Receiver(fault_settings, tmp_path / "receiver.log")
+    spawned = 0
+
+    def spawn(wait: bool = True) -> Worker:
+        nonlocal spawned
+        spawned += 1
+        return Worker(fault_settings, tmp_path / f"worker-{spawned}.log", f"kill-w{spawned}", wait=wait)
+
+    workers = [spawn() for _ in range(WORKERS)]
+    try:
+        with receiver.client() as api:
+            subscribe(api, ledger.url)
+            events = [f"kill-{n}" for n in range(EVENTS)]
+            answers: dict[str, int | str] = {}
+            sender = threading.Thread(target=send, args=(api, events), kwargs={"into": answers})
+            sender.start()
+
+            kills: list[tuple[float, set[str]]] = []  # (when, webhook ids it was delivering)
+            end = time.monotonic() + 120
+            while len(kills) < KILLS and time.monotonic() < end:
+                for index, worker in enumerate(workers):
+                    if len(kills) >= KILLS or not worker.alive():
+                        continue
+                    running = r.smembers(f"rq:worker:{worker.name}:executions")
+                    jobs = {webhook_id_of(m.decode().rsplit(":", 1)[0]) for m in running}
+                    # Mid-delivery: the callback holds this worker's request and has not answered yet.
+                    if not jobs or not all(ledger.in_flight[job] > 0 for job in jobs):
+                        continue
+                    worker.kill()
+                    kills.append((time.monotonic(), jobs))
+                    workers[index] = spawn(wait=False)
+                    time.sleep(0.3)  # let the others take the next jobs
+                time.sleep(0.02)
+            sender.join(60)
+            assert len(kills) == KILLS, f"only {len(kills)} workers were caught mid-delivery"
+
+            accepted = {event for event, status in answers.items() if status == 200}
+            assert accepted == set(events), {e: s for e, s in answers.items() if s != 200}
+            waited = ledger.wait_delivered(accepted, timeout=240)
+
+        # Recovery: from each kill to the next arrival of what the victim was delivering (the
+        # callback answered the cut-off attempt 200 to a dead socket, so wait for the retry itself).
+        recoveries = []
+        end = time.monotonic() + 150
+        for killed_at, ids in kills:
+            for webhook_id in ids:
+                while not (after := [a.at for a in ledger.arrivals if a.webhook_id == webhook_id and a.at > killed_at]):
+                    assert time.monotonic() < end, f"notification {webhook_id} of a killed worker never came again"
+                    time.sleep(0.1)
+                recoveries.append(min(after) - killed_at)
+        figures = Figures(
+            "worker kill -9 x20",
+            accepted,
+            list(ledger.arrivals),
+            {
+                "kills": len(kills),
+                "recovery_max_s": f"{max(recoveries):.1f}",
+                "recovery_mean_s": f"{sum(recoveries) / len(recoveries):.1f}",
+                "drained_after_sends_s": f"{waited:.1f}",
+            },
+        )
+        figures.report()
+        figures.assert_sound()
+        # Bounded by the abandoned-job detection (workers/worker.py): about 20 s, not RQ's 10 minutes.
+        assert max(recoveries) < 45, recoveries
+        failed = [m.decode() for m in r.zrange("rq:failed:relay-deliveries", 0, -1)]
+        assert failed == [], [
+            {k: v for k, v in r.hgetall(f"rq:job:{job}").items() if k != b"data"} for job in failed[:1]
+        ]
+    finally:
+        for worker in workers:
+            worker.terminate()
+        receiver.terminate()
+        ledger.close()
+        r.close()
