@@ -52,8 +52,15 @@ def deliver_batch(deliveries: list[list[Any]]) -> str:
         if n and time.monotonic() - started > BUDGET_SECONDS:
             rest = deliveries[n:]
             break
-        with structlog.contextvars.bound_contextvars(batch_position=n):
-            outcome = attempt(item, int(instance_id), in_batch=True)
+        try:
+            with structlog.contextvars.bound_contextvars(batch_position=n):
+                outcome = attempt(item, int(instance_id), in_batch=True)
+        except Exception:
+            # Not the endpoint's doing (a Redis blip, a bad record): this event and the rest become
+            # single jobs, each with its own crash retries, instead of the batch being run again.
+            log.exception("batch.attempt_crashed", position=n)
+            rest = deliveries[n:]
+            break
         if isinstance(outcome, Sent):
             rest, failure = deliveries[n:], outcome
             break

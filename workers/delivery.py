@@ -63,8 +63,8 @@ def deliver(item: str, instance_id: int, drained: bool = False, failure: dict[st
     job then decides on it exactly as if it had made that attempt itself.
     """
     job = get_current_job()
-    if job is not None and job.number_of_retries:
-        failure = None  # RQ runs the job again for a retry: that one sends
+    if job is not None and (job.number_of_retries or job.latest_result() is not None):
+        failure = None  # RQ runs the job again (a retry, or requeued from the failed registry): that one sends
     outcome = attempt(item, instance_id, drained=drained, failure=Sent.loads(failure) if failure else None)
     assert not isinstance(outcome, Sent)  # only batches receive their failures back
     return outcome
@@ -240,10 +240,11 @@ def on_failure(job: Job, connection: redis.Redis, kind: type, value: BaseExcepti
     events_log = DeliveryLog(connection, context.current().settings.event_retention)
     for item, instance_id in deliveries:
         webhook_id = InboxItem.loads(item).notification_id(int(instance_id))
+        # Only deliveries still under way: one a batch already delivered, skipped or parked stays so.
         if job.retries_left:
-            events_log.mark(webhook_id, "DISPATCHED", f"{error}; retrying")
+            events_log.mark(webhook_id, "DISPATCHED", f"{error}; retrying", only_pending=True)
         else:
-            events_log.mark(webhook_id, "FAILED", f"{error}; retries spent")
+            events_log.mark(webhook_id, "FAILED", f"{error}; retries spent", only_pending=True)
 
 
 def skip_reason(event: InboxItem, instance: Instance | None) -> str | None:

@@ -60,9 +60,14 @@ return 1
 # A status change of an existing record (an expired one stays gone: no partial records), with an
 # optional attempt, job id and replay count; refreshes the expiry of the record, its attempts and
 # its instance's index. KEYS: record, attempts. ARGV: status, updated, next_attempt, reason, ttl,
-# index prefix, attempt JSON or '', job id or '', '1' to count a replay, attempts kept.
+# index prefix, attempt JSON or '', job id or '', '1' to count a replay, attempts kept,
+# '1' to change only a delivery still RECEIVED or DISPATCHED.
 _STATUS = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[11] == '1' then
+  local now = redis.call('HGET', KEYS[1], 'status')
+  if now ~= 'RECEIVED' and now ~= 'DISPATCHED' then return 0 end
+end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated', ARGV[2], 'next_attempt', ARGV[3], 'reason', ARGV[4])
 if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'job', ARGV[8]) end
 if ARGV[9] == '1' then redis.call('HINCRBY', KEYS[1], 'replays', 1) end
@@ -131,9 +136,10 @@ class DeliveryLog:
         """Record one attempt and the status it leaves the delivery in (nothing if the record expired)."""
         self._status(notification, status, next_attempt=next_attempt, reason=reason, attempt=orjson.dumps(attempt))
 
-    def mark(self, notification: str, status: str, reason: str) -> None:
-        """Set a status without an attempt (SKIPPED, PAUSED, or FAILED before any request was made)."""
-        self._status(notification, status, reason=reason)
+    def mark(self, notification: str, status: str, reason: str, *, only_pending: bool = False) -> None:
+        """Set a status without an attempt (SKIPPED, PAUSED, or FAILED before any request was made).
+        `only_pending`: leave it be unless it is still RECEIVED or DISPATCHED."""
+        self._status(notification, status, reason=reason, pending=only_pending)
 
     def resumed(self, pipe: redis.client.Pipeline, notification: str, job_id: str) -> None:
         """A PAUSED delivery is queued again by the drain (in the drain's MULTI)."""
@@ -150,11 +156,12 @@ class DeliveryLog:
     def _status(
         self, notification: str, status: str, *, next_attempt: int | None = None, reason: str | None = None,
         attempt: bytes = b"", job: str = "", replay: bool = False, pipe: redis.client.Pipeline | None = None,
+        pending: bool = False,
     ) -> None:  # fmt: skip
         self._set_status(
             keys=[keys.delivery(notification), keys.delivery_attempts(notification)],
             args=[status, now_ms(), next_attempt or "", reason or "", self.retention, keys.PREFIX + "instance:",
-                  attempt, job, "1" if replay else "0", MAX_ATTEMPTS],
+                  attempt, job, "1" if replay else "0", MAX_ATTEMPTS, "1" if pending else "0"],
             client=pipe,
         )  # fmt: skip
 

@@ -176,7 +176,7 @@ class Dispatcher:
                 continue
             for start in range(0, len(group), batches.MAX_EVENTS):
                 chunk = group[start : start + batches.MAX_EVENTS]
-                job_id = f"dlb-{batches.ordered_id(start)}"
+                job_id = f"dlb-{batches.ordered_id(start)}-{uuid.uuid4().hex[:8]}"
                 # The limit of the URL is the last queued instance's (workers/jobs.py): the chunk's last.
                 limiter = instances.get(chunk[-1][2])
                 created.append(jobs.batch_job(self.queue, [[text, i] for _, text, i in chunk], limiter, job_id))

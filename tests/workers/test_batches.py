@@ -13,6 +13,8 @@ import redis
 from tests.conftest import WorkerProcess
 from tests.support.ecwid import create_custom, post_webhook, webhook
 from tests.support.servers import CallbackServer, Reply
+from workers import keys
+from workers.ecwid_events import describe
 from workers.inbox import notification_id
 from workers.settings import Settings
 
@@ -90,3 +92,28 @@ def test_instances_sharing_a_callback_url_share_batches(
         assert [record(redis_client, store, f"s-{store}-{n}", instance["id"]) for n in range(3)] == [
             ("NOTIFIED", [200])
         ] * 3
+
+
+def test_an_event_that_crashes_in_a_batch_does_not_hold_back_or_resend_the_others(
+    api: httpx.Client, callbacks: CallbackServer, settings: Settings, tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    instance = create_custom(api, f"{callbacks.url}/hook")
+    for n in range(5):
+        assert post_webhook(api, webhook(f"p-{n}", entity_id=100 + n)).status_code == 200
+    # A Redis error for p-2 alone (WRONGTYPE on its change marker) stands in for any crash in an attempt.
+    what = describe("order.created", 102, None)
+    broken = keys.change(instance["id"], what.object_type, str(what.object_id))
+    redis_client.rpush(broken, "not a marker")
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        callbacks.wait_for(4, timeout=15)
+        time.sleep(1.5)
+        sent = [r.json()["message"]["raw"]["eventId"] for r in callbacks.received]
+        assert sorted(sent) == ["p-0", "p-1", "p-3", "p-4"]  # each once; p-2's crash held nothing back
+        assert record(redis_client, 1003, "p-0", instance["id"]) == ("NOTIFIED", [200])
+        redis_client.delete(broken)  # the trouble passes: p-2's own job retries it
+        callbacks.wait_for(5, timeout=20)
+    finally:
+        worker.stop()
+    assert sorted(r.json()["message"]["raw"]["eventId"] for r in callbacks.received) == [f"p-{n}" for n in range(5)]
+    assert record(redis_client, 1003, "p-2", instance["id"])[0] == "NOTIFIED"
