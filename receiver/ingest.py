@@ -20,6 +20,7 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Sequence
+from typing import Any, TypeVar
 
 import orjson
 import structlog
@@ -29,15 +30,17 @@ from starlette.routing import Route
 
 from receiver import bodies, convertors, metrics, poll_results  # noqa: F401  (convertors: {instance_id:instance_id})
 from receiver.ecwid_requests import IonPost, WebhookEvent, parse_ion, parse_webhook
-from receiver.errors import BadRequest, Unauthorized, request_id
+from receiver.errors import BadRequest, Unauthorized, Unavailable, request_id
+from receiver.ingest_store import StoreRoute, Subscriber
 from receiver.services import Services, services
 from workers.inbox import InboxItem
 from workers.instances import Instance
 from workers.signatures import verified_secrets
 
-log = structlog.get_logger(logger_name="receiver.ingest")
+Target = TypeVar("Target", Instance, Subscriber)
 
 SIGNATURE_HEADER = "x-ecwid-webhook-signature"
+ROUTING_ATTEMPTS = 5
 FORM = "application/x-www-form-urlencoded"
 
 
@@ -48,47 +51,90 @@ async def ecwid_events(request: Request) -> JSONResponse:
     body = await bodies.read(request)
     received = time.time()
     if bodies.media_type(request) == FORM:
-        post = parse_ion(body, received)
-        structlog.contextvars.bind_contextvars(event_id=post.event_id, store_id=post.store_id, kind="ion")
-        targets = narrow(request, await _ion_targets(request, app, post))
-        item = InboxItem(
-            kind="ion", store_id=post.store_id, event_id=post.event_id, event_created=post.event_created,
-            event_type=post.event_type, entity_id=post.order_id, data=None,
-            instances=tuple(i.id for i in targets), received=received, raw=_form_json(post),
-        )  # fmt: skip
-    else:
-        event = parse_webhook(body, request.query_params)
-        structlog.contextvars.bind_contextvars(event_id=event.event_id, store_id=event.store_id)
-        targets = narrow(request, await _webhook_targets(request, app, event))
+        return await _accept_ion(request, app, parse_ion(body, received), received)
+    event = parse_webhook(body, request.query_params)
+    structlog.contextvars.bind_contextvars(event_id=event.event_id, store_id=event.store_id)
+    return await _accept_webhook(request, app, event, body, received)
+
+
+async def _accept_webhook(
+    request: Request, app: Services, event: WebhookEvent, body: bytes, received: float
+) -> JSONResponse:
+    """Route with the store's cached instances and queue in one round trip; route again
+    (at most ROUTING_ATTEMPTS times) when Redis says the instances changed meanwhile."""
+    signature = request.headers.get(SIGNATURE_HEADER)
+    if not signature:
+        raise Unauthorized("missing X-Ecwid-Webhook-Signature")
+    global_secrets = [secret.value for secret in app.settings.ecwid_client_secrets]
+    routed = app.inbox.route(event.store_id) or await app.inbox.load(event.store_id)
+    for _ in range(ROUTING_ATTEMPTS):
+        try:
+            targets = narrow(request, webhook_targets(signature, routed.instances, global_secrets, event))
+        except Unauthorized:
+            if not routed.cached:
+                raise
+            routed = await app.inbox.load(event.store_id)  # a secret may have been added meanwhile
+            continue
         item = InboxItem(
             kind="webhook", store_id=event.store_id, event_id=event.event_id, event_created=event.event_created,
             event_type=event.event_type, entity_id=event.entity_id, data=event.data,
             instances=tuple(i.id for i in targets), received=received, raw=body.decode("utf-8"),
         )  # fmt: skip
-    return await _accept(request, app, item)
+        route = _route(request, item)
+        outcome = await app.inbox.accept_routed(event.store_id, routed, item if targets else None, route)
+        if isinstance(outcome, StoreRoute):
+            routed = outcome
+            continue
+        return _answer(request, item, "duplicate" if outcome == "duplicate" else "accepted")
+    raise Unavailable("the store's instances kept changing while this event was routed; try again")
 
 
-async def _accept(request: Request, app: Services, item: InboxItem) -> JSONResponse:
+async def _accept_ion(request: Request, app: Services, post: IonPost, received: float) -> JSONResponse:
+    structlog.contextvars.bind_contextvars(event_id=post.event_id, store_id=post.store_id, kind="ion")
+    targets = narrow(request, await _ion_targets(request, app, post))
+    item = InboxItem(
+        kind="ion", store_id=post.store_id, event_id=post.event_id, event_created=post.event_created,
+        event_type=post.event_type, entity_id=post.order_id, data=None,
+        instances=tuple(i.id for i in targets), received=received, raw=_form_json(post),
+    )  # fmt: skip
+    if not item.instances:
+        return _answer(request, item, "accepted")
+    queued = await app.inbox.accept(item, _route(request, item))
+    return _answer(request, item, "accepted" if queued else "duplicate")
+
+
+def _route(request: Request, item: InboxItem) -> str:
+    """The dedup scope: the target list when routed explicitly, else the event alone."""
+    return ",".join(str(i) for i in sorted(item.instances)) if explicitly_routed(request) else ""
+
+
+def _answer(request: Request, item: InboxItem, outcome: str) -> JSONResponse:
+    """The 200 answer. What happened goes on the request's access line (receiver/middleware.py)."""
     answer = {"requestId": request_id(request), "eventId": item.event_id, "instances": list(item.instances)}
     if not item.instances:
-        log.info("event.no_subscriber", event_type=item.event_type)
-        return JSONResponse({**answer, "message": "verified; no subscribed instance, not forwarded"})
-    route = ",".join(str(i) for i in sorted(item.instances)) if explicitly_routed(request) else ""
-    queued = await app.inbox.accept(item, route)
-    metrics.ingested(item.kind, queued)
-    if not queued:
-        log.info("event.duplicate", event_type=item.event_type)
-        return JSONResponse({**answer, "message": "duplicate eventId; already accepted, not forwarded again"})
-    log.info("event.accepted", event_type=item.event_type, instances=len(item.instances))
-    return JSONResponse({**answer, "message": "accepted"})
+        outcome = "no_subscriber"
+        message = "verified; no subscribed instance, not forwarded"
+    else:
+        metrics.ingested(item.kind, outcome == "accepted")
+        message = "accepted" if outcome == "accepted" else "duplicate eventId; already accepted, not forwarded again"
+    structlog.contextvars.bind_contextvars(outcome=outcome, event_type=item.event_type, targets=len(item.instances))
+    return Answer({**answer, "message": message})
 
 
-async def _webhook_targets(request: Request, app: Services, event: WebhookEvent) -> list[Instance]:
-    signature = request.headers.get(SIGNATURE_HEADER)
-    if not signature:
-        raise Unauthorized("missing X-Ecwid-Webhook-Signature")
-    instances = await app.instances.for_store(event.store_id)
-    global_secrets = [secret.value for secret in app.settings.ecwid_client_secrets]
+class Answer(JSONResponse):
+    """The same compact JSON as Starlette's, rendered by orjson (ingest's hot path)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def webhook_targets(
+    signature: str, instances: Sequence[Subscriber], global_secrets: list[str], event: WebhookEvent
+) -> list[Subscriber]:
+    """The instances that receive a webhook: subscribed, and trusting a secret that verified it.
+
+    Raises Unauthorized when no candidate secret verifies the signature.
+    """
     candidates = [i.oauth_secret for i in instances if i.oauth_secret] + global_secrets
     verified = verified_secrets(signature, candidates, str(event.event_created), event.event_id)
     if not verified:
@@ -119,7 +165,7 @@ def explicitly_routed(request: Request) -> bool:
     return "instance_id" in request.path_params or "element-instances" in request.headers
 
 
-def narrow(request: Request, targets: Sequence[Instance]) -> list[Instance]:
+def narrow(request: Request, targets: Sequence[Target]) -> list[Target]:
     """Apply explicit routing: the path's instance id and the Element-Instances header."""
     if not explicitly_routed(request):
         return list(targets)

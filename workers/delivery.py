@@ -51,7 +51,7 @@ def safe_url(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
 
-def deliver(item: str, instance_id: int, drained: bool = False) -> str | Retry:
+def deliver(item: str, instance_id: int, drained: bool = False, failure: dict[str, Any] | None = None) -> str | Retry:
     """Deliver inbox `item` to instance `instance_id`.
 
     Returns "delivered" on a 2xx; "skipped" when the instance was deleted, disabled,
@@ -59,7 +59,22 @@ def deliver(item: str, instance_id: int, drained: bool = False) -> str | Retry:
     when the item went to the instance's buffer (workers/pausing.py), to be sent when
     the endpoint is back; RQ's `Retry` after a retryable failure. Raises
     `DeliveryFailed` when it fails for good. `drained` marks jobs the drain made.
+    `failure` is a first attempt a batch made (workers/batches.py, `Sent.dumps`): this
+    job then decides on it exactly as if it had made that attempt itself.
     """
+    job = get_current_job()
+    if job is not None and (job.number_of_retries or job.latest_result() is not None):
+        failure = None  # RQ runs the job again (a retry, or requeued from the failed registry): that one sends
+    outcome = attempt(item, instance_id, drained=drained, failure=Sent.loads(failure) if failure else None)
+    assert not isinstance(outcome, Sent)  # only batches receive their failures back
+    return outcome
+
+
+def attempt(
+    item: str, instance_id: int, *, drained: bool = False, in_batch: bool = False, failure: Sent | None = None
+) -> str | Retry | Sent:
+    """One delivery attempt, as `deliver` describes. `in_batch` (workers/batches.py): a failed
+    attempt is returned, unrecorded, for the batch to hand to a job of its own."""
     event = InboxItem.loads(item)
     webhook_id = event.notification_id(instance_id)
     with structlog.contextvars.bound_contextvars(
@@ -74,6 +89,8 @@ def deliver(item: str, instance_id: int, drained: bool = False) -> str | Retry:
         if reason is not None or instance is None:
             return _skip(events_log, webhook_id, reason or "instance deleted")
         pauses = Pauses(ctx.redis)
+        if failure is not None:
+            return _failed(pauses, events_log, item, instance, webhook_id, failure)
         gate = pauses.gate(instance_id, item, drained=drained)
         if gate.parked:
             events_log.mark(webhook_id, "PAUSED", PAUSED_REASON)
@@ -85,9 +102,12 @@ def deliver(item: str, instance_id: int, drained: bool = False) -> str | Retry:
         if sent.verdict is None:
             events_log.attempted(webhook_id, sent.entry, "NOTIFIED")
             log.info("delivery.succeeded", url=sent.target, status=sent.status, ms=sent.ms)
-            # Unconditionally: with several in flight, a success may end a run that began after its gate.
-            pauses.succeeded(instance_id)
+            if not in_batch:  # a batch says so once, for all its successes
+                # Unconditionally: with several in flight, a success may end a run that began after its gate.
+                pauses.succeeded(instance_id)
             return "delivered"
+        if in_batch:
+            return sent
         return _failed(pauses, events_log, item, instance, webhook_id, sent)
 
 
@@ -111,6 +131,18 @@ class Sent:
     verdict: Verdict | None
     asked: int | None  # the receiver's Retry-After, clamped
     excerpt: bytes
+
+    def dumps(self) -> dict[str, Any]:
+        """A JSON-able form, for a job argument."""
+        verdict = None if self.verdict is None else [self.verdict.retry, self.verdict.reason, self.verdict.gone]
+        return {"target": self.target, "status": self.status, "ms": self.ms, "entry": self.entry,
+                "verdict": verdict, "asked": self.asked, "excerpt": self.excerpt.decode("latin-1")}  # fmt: skip
+
+    @classmethod
+    def loads(cls, data: dict[str, Any]) -> Sent:
+        verdict = None if data["verdict"] is None else Verdict(*data["verdict"])
+        return cls(data["target"], data["status"], data["ms"], data["entry"], verdict, data["asked"],
+                   data["excerpt"].encode("latin-1"))  # fmt: skip
 
 
 def send(client: httpx.Client, instance: Instance, body: bytes, webhook_id: str) -> Sent:
@@ -200,16 +232,19 @@ def _park(
 def on_failure(job: Job, connection: redis.Redis, kind: type, value: BaseException, traceback: Any) -> None:
     """RQ's failure callback: an attempt ended in an exception the job did not decide on (it
     crashed, or Redis blinked). Says so in the event log; RQ retries on the enqueue-time policy."""
-    if isinstance(value, DeliveryFailed) or len(job.args) < 2:
+    if isinstance(value, DeliveryFailed):
         return  # decided and logged by the job itself
-    event = InboxItem.loads(job.args[0])
-    webhook_id = event.notification_id(int(job.args[1]))
+    # A batch job (workers/batches.py) carries [item, instance id] pairs; RQ retries the whole batch.
+    deliveries = job.args[0] if isinstance(job.args[0], list) else [job.args[:2]]
     error = f"unexpected {kind.__name__} in the relay"
     events_log = DeliveryLog(connection, context.current().settings.event_retention)
-    if job.retries_left:
-        events_log.mark(webhook_id, "DISPATCHED", f"{error}; retrying")
-    else:
-        events_log.mark(webhook_id, "FAILED", f"{error}; retries spent")
+    for item, instance_id in deliveries:
+        webhook_id = InboxItem.loads(item).notification_id(int(instance_id))
+        # Only deliveries still under way: one a batch already delivered, skipped or parked stays so.
+        if job.retries_left:
+            events_log.mark(webhook_id, "DISPATCHED", f"{error}; retrying", only_pending=True)
+        else:
+            events_log.mark(webhook_id, "FAILED", f"{error}; retries spent", only_pending=True)
 
 
 def skip_reason(event: InboxItem, instance: Instance | None) -> str | None:

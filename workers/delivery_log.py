@@ -34,34 +34,40 @@ MAX_ATTEMPTS = 50
 MAX_PER_INSTANCE = 100_000
 BODY_EXCERPT = 2048
 
-# Index one record, then tidy the index: forget entries older than the retention whose record has
-# expired (a record lives `retention` after its *last* change, so an old one may still be alive), and
-# over the cap drop the oldest, records included. So the index never grows without limit.
+# Index records (ARGV[5..]: score, id, score, id ...), then tidy the index once: forget entries older
+# than the retention whose record has expired (a record lives `retention` after its *last* change, so an
+# old one may still be alive), and over the cap drop the oldest, records included. So the index never
+# grows without limit.
 _INDEX = """
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3], 'LIMIT', 0, 100)) do
-  if redis.call('EXISTS', ARGV[5] .. id) == 0 then
-    redis.call('DEL', ARGV[5] .. id .. ':attempts')
+redis.call('ZADD', KEYS[1], unpack(ARGV, 5))
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, 100)) do
+  if redis.call('EXISTS', ARGV[3] .. id) == 0 then
+    redis.call('DEL', ARGV[3] .. id .. ':attempts')
     redis.call('ZREM', KEYS[1], id)
   end
 end
-local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4])
+local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[2])
 if excess > 0 then
   for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, excess - 1)) do
-    redis.call('DEL', ARGV[5] .. id, ARGV[5] .. id .. ':attempts')
+    redis.call('DEL', ARGV[3] .. id, ARGV[3] .. id .. ':attempts')
     redis.call('ZREM', KEYS[1], id)
   end
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 """
 
 # A status change of an existing record (an expired one stays gone: no partial records), with an
 # optional attempt, job id and replay count; refreshes the expiry of the record, its attempts and
 # its instance's index. KEYS: record, attempts. ARGV: status, updated, next_attempt, reason, ttl,
-# index prefix, attempt JSON or '', job id or '', '1' to count a replay, attempts kept.
+# index prefix, attempt JSON or '', job id or '', '1' to count a replay, attempts kept,
+# '1' to change only a delivery still RECEIVED or DISPATCHED.
 _STATUS = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[11] == '1' then
+  local now = redis.call('HGET', KEYS[1], 'status')
+  if now ~= 'RECEIVED' and now ~= 'DISPATCHED' then return 0 end
+end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated', ARGV[2], 'next_attempt', ARGV[3], 'reason', ARGV[4])
 if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'job', ARGV[8]) end
 if ARGV[9] == '1' then redis.call('HINCRBY', KEYS[1], 'replays', 1) end
@@ -78,6 +84,10 @@ return 1
 """
 
 
+# Point a record at the job that now carries it, if the record has not expired.
+_POINT = "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'job', ARGV[1]) end return 1"
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -89,25 +99,35 @@ class DeliveryLog:
         self.max_per_instance = max_per_instance
         self._index = connection.register_script(_INDEX)
         self._set_status = connection.register_script(_STATUS)
+        self._point = connection.register_script(_POINT)
 
     def received(self, pipe: redis.client.Pipeline, item: InboxItem, instance_id: int, job_id: str) -> None:
         """Add the RECEIVED record of `item` at `instance_id` to `pipe` (the dispatcher's MULTI)."""
-        notification = item.notification_id(instance_id)
+        self.received_many(pipe, [(item, instance_id, job_id)])
+
+    def received_many(self, pipe: redis.client.Pipeline, records: list[tuple[InboxItem, int, str]]) -> None:
+        """Add RECEIVED records, (item, instance id, job id) each, to `pipe`; each instance's index
+        is added to and tidied once for all of its records."""
         created = now_ms()
-        record = keys.delivery(notification)
-        pipe.delete(record, keys.delivery_attempts(notification))
-        pipe.hset(record, mapping={
-            "id": notification, "instance": instance_id, "status": "RECEIVED", "created": created,
-            "updated": created, "event": item.event_id, "kind": item.kind, "store": item.store_id,
-            "summary": orjson.dumps(envelope.events(item)), "item": item.dumps(), "job": job_id, "replays": 0,
-        })  # fmt: skip
-        pipe.expire(record, self.retention)
-        self._index(
-            keys=[keys.instance_deliveries(instance_id)],
-            args=[created, notification, created - self.retention * 1000, self.max_per_instance,
-                  keys.PREFIX + "delivery:", self.retention * 1000],
-            client=pipe,
-        )  # fmt: skip
+        indexed: dict[int, list[str | int]] = {}
+        for item, instance_id, job_id in records:
+            notification = item.notification_id(instance_id)
+            record = keys.delivery(notification)
+            pipe.delete(record, keys.delivery_attempts(notification))
+            pipe.hset(record, mapping={
+                "id": notification, "instance": instance_id, "status": "RECEIVED", "created": created,
+                "updated": created, "event": item.event_id, "kind": item.kind, "store": item.store_id,
+                "summary": orjson.dumps(envelope.events(item)), "item": item.dumps(), "job": job_id, "replays": 0,
+            })  # fmt: skip
+            pipe.expire(record, self.retention)
+            indexed.setdefault(instance_id, []).extend([created, notification])
+        for instance_id, entries in indexed.items():
+            self._index(
+                keys=[keys.instance_deliveries(instance_id)],
+                args=[created - self.retention * 1000, self.max_per_instance, keys.PREFIX + "delivery:",
+                      self.retention * 1000, *entries],
+                client=pipe,
+            )  # fmt: skip
 
     def attempted(
         self, notification: str, attempt: dict[str, Any], status: str, *, next_attempt: int | None = None,
@@ -116,13 +136,18 @@ class DeliveryLog:
         """Record one attempt and the status it leaves the delivery in (nothing if the record expired)."""
         self._status(notification, status, next_attempt=next_attempt, reason=reason, attempt=orjson.dumps(attempt))
 
-    def mark(self, notification: str, status: str, reason: str) -> None:
-        """Set a status without an attempt (SKIPPED, PAUSED, or FAILED before any request was made)."""
-        self._status(notification, status, reason=reason)
+    def mark(self, notification: str, status: str, reason: str, *, only_pending: bool = False) -> None:
+        """Set a status without an attempt (SKIPPED, PAUSED, or FAILED before any request was made).
+        `only_pending`: leave it be unless it is still RECEIVED or DISPATCHED."""
+        self._status(notification, status, reason=reason, pending=only_pending)
 
     def resumed(self, pipe: redis.client.Pipeline, notification: str, job_id: str) -> None:
         """A PAUSED delivery is queued again by the drain (in the drain's MULTI)."""
         self._status(notification, "RECEIVED", job=job_id, pipe=pipe)
+
+    def handed_off(self, pipe: redis.client.Pipeline, notification: str, job_id: str) -> None:
+        """A batch gave the delivery to a job of its own (in the batch's MULTI); its status stays."""
+        self._point(keys=[keys.delivery(notification)], args=[job_id], client=pipe)
 
     def replayed(self, pipe: redis.client.Pipeline, notification: str, job_id: str) -> None:
         """Put a delivery back to RECEIVED for a replay (in the dispatcher's MULTI)."""
@@ -131,11 +156,12 @@ class DeliveryLog:
     def _status(
         self, notification: str, status: str, *, next_attempt: int | None = None, reason: str | None = None,
         attempt: bytes = b"", job: str = "", replay: bool = False, pipe: redis.client.Pipeline | None = None,
+        pending: bool = False,
     ) -> None:  # fmt: skip
         self._set_status(
             keys=[keys.delivery(notification), keys.delivery_attempts(notification)],
             args=[status, now_ms(), next_attempt or "", reason or "", self.retention, keys.PREFIX + "instance:",
-                  attempt, job, "1" if replay else "0", MAX_ATTEMPTS],
+                  attempt, job, "1" if replay else "0", MAX_ATTEMPTS, "1" if pending else "0"],
             client=pipe,
         )  # fmt: skip
 

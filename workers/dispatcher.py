@@ -27,7 +27,7 @@ from rq import Queue, Retry
 from rq.job import Job
 from rq.queue import EnqueueData
 
-from workers import jobs, keys
+from workers import batches, jobs, keys
 from workers.delivery_log import DeliveryLog
 from workers.inbox import InboxItem
 from workers.instances import Instance
@@ -43,6 +43,19 @@ ORPHAN_AFTER_SECONDS = float(keys.DISPATCHER_DEAD_AFTER)
 DEAD_LETTERS = keys.PREFIX + "inbox:malformed"
 DUE_CHECK_SECONDS = 1.0
 
+# Move up to ARGV[1] more items from the inbox to the dispatching list, stopping when the inbox is
+# empty: one round trip that costs as many moves as there are items (a pipeline of BATCH - 1 LMOVEs
+# would cost BATCH - 1 commands even for a lone event).
+_TAKE_MORE = """
+local moved = {}
+for _ = 1, tonumber(ARGV[1]) do
+  local item = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
+  if not item then break end
+  moved[#moved + 1] = item
+end
+return moved
+"""
+
 
 class Dispatcher:
     def __init__(self, connection: redis.Redis, queue: Queue, name: str, retention: int) -> None:
@@ -54,6 +67,7 @@ class Dispatcher:
         self.name = name
         self.processing = keys.dispatching(name)
         self._last_heartbeat = 0.0
+        self._take_more = connection.register_script(_TAKE_MORE)
         self._last_due_check = 0.0
 
     def run(self, stop: threading.Event) -> None:
@@ -121,10 +135,7 @@ class Dispatcher:
             first = self.redis.blmove(keys.INBOX, self.processing, block, "RIGHT", "LEFT")  # type: ignore[arg-type]
             if first is None:
                 return 0
-            with self.redis.pipeline(transaction=False) as pipe:
-                for _ in range(BATCH - 1):
-                    pipe.lmove(keys.INBOX, self.processing, "RIGHT", "LEFT")
-                items = [first, *(item for item in pipe.execute() if item is not None)]  # type: ignore[list-item]
+            items = [first, *self._take_more(keys=[keys.INBOX, self.processing], args=[BATCH - 1])]  # type: ignore[list-item]
         self.dispatch(items)
         return len(items)
 
@@ -141,6 +152,7 @@ class Dispatcher:
         results: list[EnqueueData] = []
         records: list[tuple[InboxItem, int, str]] = []  # event log entries: (item, instance, job id)
         replays: list[tuple[str, str]] = []  # (notification id, job id)
+        by_url: dict[str, list[tuple[InboxItem, str, int]]] = {}
         for item, text in decoded:
             if item.kind == "results":
                 results.append(_results_job(item, text))
@@ -150,16 +162,30 @@ class Dispatcher:
                     replays.append((notification, job.id))
             else:
                 for instance_id in item.instances:
-                    job_id = "dlv-" + _hex(item.notification_id(instance_id))
-                    created.append(jobs.delivery_job(self.queue, item, text, instance_id, instances.get(instance_id),
-                                                     job_id))  # fmt: skip
-                    records.append((item, instance_id, job_id))
+                    instance = instances.get(instance_id)
+                    url = instance.callback_url if instance is not None and instance.callback_url else ""
+                    by_url.setdefault(url or f"instance {instance_id}", []).append((item, text, instance_id))
+        # Several events for one callback URL in this take go out in one batch job (workers/batches.py).
+        for group in by_url.values():
+            if len(group) == 1:
+                item, text, instance_id = group[0]
+                job_id = "dlv-" + _hex(item.notification_id(instance_id))
+                created.append(jobs.delivery_job(self.queue, item, text, instance_id, instances.get(instance_id),
+                                                 job_id))  # fmt: skip
+                records.append((item, instance_id, job_id))
+                continue
+            for start in range(0, len(group), batches.MAX_EVENTS):
+                chunk = group[start : start + batches.MAX_EVENTS]
+                job_id = f"dlb-{batches.ordered_id(start)}-{uuid.uuid4().hex[:8]}"
+                # The limit of the URL is the last queued instance's (workers/jobs.py): the chunk's last.
+                limiter = instances.get(chunk[-1][2])
+                created.append(jobs.batch_job(self.queue, [[text, i] for _, text, i in chunk], limiter, job_id))
+                records.extend((item, instance_id, job_id) for item, _, instance_id in chunk)
         with self.redis.pipeline(transaction=True) as pipe:
             jobs.enqueue(self.queue, created, pipe)
             if results:
                 self.poll_queue.enqueue_many(results, pipeline=pipe)
-            for item, instance_id, job_id in records:
-                self.log.received(pipe, item, instance_id, job_id)
+            self.log.received_many(pipe, records)
             for notification, job_id in replays:
                 self.log.replayed(pipe, notification, job_id)
             if malformed:

@@ -30,6 +30,12 @@ def notification_id(store_id: int, event_id: str, instance_id: int) -> str:
     return str(uuid.uuid5(_NOTIFICATION_NS, f"{store_id}:{event_id}:{instance_id}"))
 
 
+def webhook_data(raw: str) -> dict[str, Any] | None:
+    """The `data` object of an Ecwid webhook body, as ingest read it (None when absent)."""
+    data = orjson.loads(raw).get("data")
+    return data if isinstance(data, dict) else None
+
+
 @dataclass(frozen=True)
 class InboxItem:
     kind: Kind
@@ -54,6 +60,8 @@ class InboxItem:
         return notification_id(self.store_id, self.event_id, instance_id)
 
     def dumps(self) -> bytes:
+        """The wire form. A webhook's `data` is left out: it is `raw`'s, and `loads` reads it
+        back from there, so a queued event holds its body once, not twice."""
         return orjson.dumps(
             {
                 "v": 1,
@@ -63,7 +71,7 @@ class InboxItem:
                 "eventCreated": self.event_created,
                 "eventType": self.event_type,
                 "entityId": self.entity_id,
-                "data": self.data,
+                **({} if self.kind == "webhook" else {"data": self.data}),
                 "instances": list(self.instances),
                 "received": self.received,
                 "raw": self.raw,
@@ -77,6 +85,7 @@ class InboxItem:
         doc = orjson.loads(raw)
         if doc.get("v") != 1:
             raise ValueError(f"unsupported inbox item version {doc.get('v')!r}")
+        data = doc["data"] if "data" in doc else webhook_data(str(doc["raw"]))
         return cls(
             kind=doc["kind"],
             store_id=int(doc["storeId"]),
@@ -84,7 +93,7 @@ class InboxItem:
             event_created=int(doc["eventCreated"]),
             event_type=str(doc["eventType"]),
             entity_id=doc.get("entityId"),
-            data=doc.get("data"),
+            data=data,
             instances=tuple(int(i) for i in doc["instances"]),
             received=float(doc["received"]),
             raw=str(doc["raw"]),

@@ -12,6 +12,8 @@ were queued for, and instances sharing a URL share one limit: the last one queue
 
 from __future__ import annotations
 
+from typing import Any
+
 from redis.client import Pipeline
 from rq import Callback, Queue, Retry
 from rq.job import Job
@@ -28,13 +30,15 @@ FAILURE_TTL = 30 * 24 * 3600
 
 def delivery_job(
     queue: Queue, item: InboxItem, text: str, instance_id: int, instance: Instance | None, job_id: str,
-    *, drained: bool = False,
+    *, drained: bool = False, failure: dict[str, Any] | None = None,
 ) -> Job:  # fmt: skip
-    """A job delivering `item` (serialised as `text`) to `instance_id`, limited per callback URL."""
+    """A job delivering `item` (serialised as `text`) to `instance_id`, limited per callback URL.
+    `failure`: a batch's failed first attempt, for this job to decide on (workers/batches.py)."""
     url = instance.callback_url if instance is not None else None
+    args: tuple[Any, ...] = (text, instance_id, drained, failure) if failure else (text, instance_id, drained)
     return queue.create_job(
         "workers.delivery.deliver",
-        args=(text, instance_id, drained) if drained else (text, instance_id),
+        args=args if drained or failure else (text, instance_id),
         job_id=job_id,
         timeout=JOB_TIMEOUT,
         result_ttl=0,
@@ -43,6 +47,29 @@ def delivery_job(
         rate_limit=RateLimit(keys.endpoint_limit(url), instance.concurrency) if instance and url else None,
         # The job decides its own retries by returning `Retry` (workers/delivery.py); this policy is for
         # what it cannot decide: its worker died mid-delivery, or an unexpected error (a Redis blip).
+        retry=Retry(max=len(RETRY_SCHEDULE), interval=list(RETRY_SCHEDULE)),
+        on_failure=Callback("workers.delivery.on_failure"),
+    )
+
+
+def batch_job(queue: Queue, deliveries: list[list[Any]], instance: Instance | None, job_id: str) -> Job:
+    """A job delivering several [serialised item, instance id] in order (workers/batches.py), all
+    to `instance`'s callback URL.
+
+    Limited per callback URL like a single delivery: a batch sends one request at a time, so it
+    holds one slot. Crash retries as for a single delivery; a retried batch sends again what it
+    had sent (at least once; receivers deduplicate on Elements-Webhook-Id).
+    """
+    url = instance.callback_url if instance is not None else None
+    return queue.create_job(
+        "workers.batches.deliver_batch",
+        args=(deliveries,),
+        job_id=job_id,
+        timeout=JOB_TIMEOUT,
+        result_ttl=0,
+        failure_ttl=FAILURE_TTL,
+        description=f"deliver {len(deliveries)} events to {instance.id if instance else '?'} and others on its URL",
+        rate_limit=RateLimit(keys.endpoint_limit(url), instance.concurrency) if instance and url else None,
         retry=Retry(max=len(RETRY_SCHEDULE), interval=list(RETRY_SCHEDULE)),
         on_failure=Callback("workers.delivery.on_failure"),
     )

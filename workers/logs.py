@@ -7,6 +7,7 @@ every line logged while it is bound.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import MutableMapping
@@ -18,12 +19,16 @@ import structlog
 _SENSITIVE = ("secret", "token", "authorization", "signature", "password", "apikey", "api_key")
 
 
+@functools.lru_cache(maxsize=4096)
+def _sensitive(key: str) -> bool:
+    lowered = key.lower()
+    return any(word in lowered for word in _SENSITIVE)
+
+
 def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """structlog processor: mask values whose key names a credential."""
-    for key in list(event_dict):
-        lowered = key.lower()
-        if any(word in lowered for word in _SENSITIVE):
-            event_dict[key] = "[redacted]"
+    for key in [key for key in event_dict if _sensitive(key)]:
+        event_dict[key] = "[redacted]"
     return event_dict
 
 

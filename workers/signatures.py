@@ -20,7 +20,7 @@ from collections.abc import Iterable
 def ecwid_signature(client_secret: str, event_created: str, event_id: str) -> str:
     """The `X-Ecwid-Webhook-Signature` value Ecwid sends for this event."""
     message = f"{event_created}.{event_id}".encode()
-    digest = hmac.new(client_secret.encode(), message, hashlib.sha256).digest()
+    digest = hmac.digest(client_secret.encode(), message, "sha256")  # one-shot: OpenSSL's fast path
     return base64.b64encode(digest).decode("ascii")
 
 

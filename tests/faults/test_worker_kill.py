@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import redis
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+from rq.serializers import JSONSerializer
 
 from tests.faults.conftest import send, subscribe
 from tests.support.ledger import Answer, Figures, LedgerServer
 from tests.support.processes import Receiver, Worker
+from workers.inbox import InboxItem
 from workers.settings import Settings
 
 EVENTS = 500
@@ -19,9 +22,11 @@ KILLS = 20
 WORKERS = 4
 
 
-def webhook_id_of(job_id: str) -> str:
-    """Delivery job ids are `dlv-` + the notification id without dashes."""
-    return str(uuid.UUID(job_id.removeprefix("dlv-")[:32]))
+def webhook_ids_of(r: redis.Redis, job_id: str) -> set[str]:
+    """The notification ids a delivery job carries: one, or a batch's (workers/batches.py)."""
+    job = Job.fetch(job_id, connection=r, serializer=JSONSerializer)
+    deliveries = job.args[0] if isinstance(job.args[0], list) else [job.args[:2]]
+    return {InboxItem.loads(item).notification_id(int(instance_id)) for item, instance_id in deliveries}
 
 
 def test_worker_killed_mid_delivery_loses_nothing(fault_settings: Settings, tmp_path: Path) -> None:
@@ -52,9 +57,12 @@ def test_worker_killed_mid_delivery_loses_nothing(fault_settings: Settings, tmp_
                     if len(kills) >= KILLS or not worker.alive():
                         continue
                     running = r.smembers(f"rq:worker:{worker.name}:executions")
-                    jobs = {webhook_id_of(m.decode().rsplit(":", 1)[0]) for m in running}
-                    # Mid-delivery: the callback holds this worker's request and has not answered yet.
-                    if not jobs or not all(ledger.in_flight[job] > 0 for job in jobs):
+                    try:
+                        jobs = {i for m in running for i in webhook_ids_of(r, m.decode().rsplit(":", 1)[0])}
+                    except NoSuchJobError:
+                        continue  # it finished meanwhile
+                    # Mid-delivery: the callback holds one of this worker's requests and has not answered yet.
+                    if not jobs or not any(ledger.in_flight[job] > 0 for job in jobs):
                         continue
                     worker.kill()
                     kills.append((time.monotonic(), jobs))

@@ -273,3 +273,35 @@ def test_explicit_routes_are_deduplicated_per_route(api: httpx.Client, redis_cli
         (second["id"],),
         (first["id"], second["id"]),
     ]
+
+
+def test_cached_routing_never_routes_on_stale_instances(api: httpx.Client, redis_client: redis.Redis) -> None:
+    """The receiver routes with instances it cached; every change in Redis is seen by the next event."""
+    a = create_custom(api, "http://127.0.0.1:9/a")
+    assert post_webhook(api, webhook("e1")).json()["instances"] == [a["id"]]  # now cached
+
+    def patch(instance: dict[str, object], configuration: dict[str, object]) -> None:
+        response = api.patch(f"/instances/{instance['id']}", json={"configuration": configuration},
+                             headers={"Authorization": AUTH})  # fmt: skip
+        assert response.status_code == 200, response.text
+
+    # A now trusts only its own app secret: the global secret no longer reaches it.
+    patch(a, {"oauth.api.secret": APP_SECRET})
+    assert post_webhook(api, webhook("e2")).json()["message"] == "verified; no subscribed instance, not forwarded"
+    assert post_webhook(api, webhook("e3"), secret=APP_SECRET).json()["instances"] == [a["id"]]
+    # The secret is rotated: the old one is refused at once, the new one accepted.
+    patch(a, {"oauth.api.secret": "ecwid-app-client-secret-rotated"})
+    wrong = "X-Ecwid-Webhook-Signature does not match any client secret for this store"
+    assert_error(post_webhook(api, webhook("e4"), secret=APP_SECRET), 401, wrong)
+    assert post_webhook(api, webhook("e5"), secret="ecwid-app-client-secret-rotated").json()["instances"] == [a["id"]]
+    # A new instance of the store gets the next event.
+    b = create_custom(api, "http://127.0.0.1:9/b")
+    assert post_webhook(api, webhook("e6")).json()["instances"] == [b["id"]]
+    # A change written to Redis by anything else (another receiver process) is seen too.
+    record = orjson.loads(redis_client.get(f"relay:instance:{b['id']}") or b"")
+    record["configuration"]["event.notification.enabled"] = "false"
+    redis_client.set(f"relay:instance:{b['id']}", orjson.dumps(record))
+    assert post_webhook(api, webhook("e7")).json()["message"] == "verified; no subscribed instance, not forwarded"
+    redis_client.srem("relay:store:1003:instances", a["id"], b["id"])
+    assert post_webhook(api, webhook("e8"), secret="ecwid-app-client-secret-rotated").status_code == 401
+    assert [item.event_id for item in inbox(redis_client)] == ["e1", "e3", "e5", "e6"]

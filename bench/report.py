@@ -1,0 +1,96 @@
+"""The targets (issue 6) checked against one run's figures, and the one table printed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def targets(results: dict[str, Any], workers: int) -> list[dict[str, Any]]:
+    ingest, delivery, memory = results["ingest"], results["delivery"], results["memory"]
+    one = ingest["relay"]["1"]
+    ingest_ratio = one["rps"] / ingest["bare"]["rps"]
+    per_process = delivery["relay"]["1"]["deliveries_per_s"] / workers
+    delivery_ratio = per_process / delivery["ceiling"]["per_process"]
+    budget = 2 * memory["payload_bytes"] + 512
+    worst_memory = max(memory["inbox_bytes_per_event"], memory["queued_job_bytes_per_event"])
+    ingest_flat = _flatness([run["rps"] for run in ingest["relay"].values()])
+    delivery_flat = _flatness([run["deliveries_per_s"] for run in delivery["relay"].values()])
+    commands = delivery["relay"]["1"]["redis_commands_per_event"]
+    return [
+        _target("ingest vs bare endpoint", f"{ingest_ratio:.0%}", ">= 50%", ingest_ratio >= 0.5),
+        _target("ingest p99 at that rate", f"{one['p99_ms']:.1f} ms", "< 10 ms", one["p99_ms"] < 10),
+        _target("delivery per process vs httpx loop", f"{delivery_ratio:.0%}", ">= 50%", delivery_ratio >= 0.5),
+        _target("end-to-end p99 at half the sustainable rate", f"{results['e2e']['p99_ms']:.1f} ms", "< 50 ms",
+                results["e2e"]["p99_ms"] < 50),
+        _target("Redis commands per delivered event", f"{commands:.1f}", "<= 20", commands <= 20),
+        _target("Redis bytes per queued event (1 KB body)", f"{worst_memory:,.0f} B", f"<= {budget:,} B",
+                worst_memory <= budget),
+        _target("ingest flat over instance counts", f"{ingest_flat:.0%}", ">= 90% (slowest/fastest)",
+                ingest_flat >= 0.9),
+        _target("delivery flat over instance counts", f"{delivery_flat:.0%}", ">= 90% (slowest/fastest)",
+                delivery_flat >= 0.9),
+    ]  # fmt: skip
+
+
+def _runs(values: list[int]) -> str:
+    return " / ".join(f"{value:,}" for value in values)
+
+
+def _flatness(values: list[float]) -> float:
+    return min(values) / max(values)
+
+
+def _target(name: str, figure: str, goal: str, met: bool) -> dict[str, Any]:
+    return {"target": name, "figure": figure, "goal": goal, "met": met}
+
+
+def table(results: dict[str, Any]) -> str:
+    machine, ingest, delivery = results["machine"], results["ingest"], results["delivery"]
+    e2e, memory = results["e2e"], results["memory"]
+    bare, one = ingest["bare"], ingest["relay"]["1"]
+    ceiling = delivery["ceiling"]
+    workers = ceiling["processes"]
+    per_process = delivery["relay"]["1"]["deliveries_per_s"] / workers
+    scales = list(ingest["relay"])
+    rows = [
+        ("ingest req/s (1 instance)", f"{one['rps']:,.0f}",
+         f"{bare['rps']:,.0f} bare, best of {_runs(ingest['bare_runs'])}",
+         f"{one['rps'] / bare['rps']:.0%}"),
+        ("ingest CPU µs per request: receiver (Redis)",
+         f"{one['server_cpu_us_per_request']:,.0f} ({one['redis_cpu_us_per_request']:,.0f})",
+         f"{bare['server_cpu_us_per_request']:,.0f} bare",
+         f"{bare['server_cpu_us_per_request'] / one['server_cpu_us_per_request']:.0%}"),
+        ("ingest latency p50 / p99 ms", f"{one['p50_ms']:.1f} / {one['p99_ms']:.1f}",
+         f"{bare['p50_ms']:.1f} / {bare['p99_ms']:.1f} bare", ""),
+        (f"deliveries/s per process ({workers} workers)", f"{per_process:,.0f}",
+         f"{ceiling['per_process']:,.0f} httpx loop, best of {_runs(delivery['ceiling_runs'])}",
+         f"{per_process / ceiling['per_process']:.0%}"),
+        (f"end-to-end ms p50 / p99 / max at {e2e['rate']:,.0f}/s (half of {e2e['sustainable_rate']:,.0f}/s sustained)",
+         f"{e2e['p50_ms']:.1f} / {e2e['p99_ms']:.1f} / {e2e['max_ms']:.1f}", "", ""),
+        ("Redis commands per delivered event", f"{delivery['relay']['1']['redis_commands_per_event']:.1f}", "", ""),
+        (f"Redis bytes per event, {memory['payload_bytes']} B body: inbox / as job",
+         f"{memory['inbox_bytes_per_event']:,.0f} / {memory['queued_job_bytes_per_event']:,.0f}",
+         f"{memory['payload_bytes']} B body", ""),
+        ("peak RSS MiB: receiver / one worker",
+         f"{memory['receiver_peak_rss_mib']:.0f} / {memory['worker_peak_rss_mib']:.0f}", "", ""),
+        ("ingest req/s at " + " / ".join(scales) + " instances",
+         " / ".join(f"{ingest['relay'][s]['rps']:,.0f}" for s in scales), "", ""),
+        ("deliveries/s at " + " / ".join(scales) + " instances",
+         " / ".join(f"{delivery['relay'][s]['deliveries_per_s']:,.0f}" for s in scales), "", ""),
+    ]  # fmt: skip
+    lines = [
+        f"ecwid-relay benchmark{' (quick: rough figures)' if results['quick'] else ''}, {machine['date']}",
+        f"machine: {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}",
+        f"redis {machine['redis']}; uvicorn {machine['uvicorn']}; load: {machine['generator']}, "
+        f"{results['plan']['connections']} connections",
+        "",
+        "| figure | relay | ceiling | ratio |",
+        "|---|---:|---:|---:|",
+        *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows),
+        "",
+        "| target | figure | goal | met |",
+        "|---|---:|---:|:---:|",
+        *(f"| {t['target']} | {t['figure']} | {t['goal']} | {'yes' if t['met'] else 'NO'} |"
+          for t in results["targets"]),
+    ]  # fmt: skip
+    return "\n".join(lines)

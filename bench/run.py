@@ -1,0 +1,377 @@
+"""The benchmark: every figure against its ceiling, measured in the same run.
+
+    python -m bench [--quick] [--workers N] [--out bench/results.json]
+
+Phases (docs/performance.md explains each):
+1. ingest ceiling: bare Starlette endpoint, same uvicorn options, same load, same concurrency;
+2. per scale (1, 100, 10,000 instances, one store each, events spread over all of them):
+   ingest throughput and latency, then deliveries/s from ingest to the sink with N workers,
+   with Redis commands counted around it; at 1 instance, end-to-end latency at half that rate;
+3. delivery ceiling: N processes running a plain httpx POST loop to the same sink;
+4. Redis memory per queued event, 1 KB payload: in the inbox, and as delivery jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis
+
+from bench import load, report
+from bench.stack import CLIENT_SECRET, Process, Stack, cpu_seconds, peak_rss_kib
+from workers import envelope, keys, logs
+from workers.dispatcher import Dispatcher
+from workers.inbox import InboxItem, notification_id
+from workers.instances import Instance
+
+
+@dataclass(frozen=True)
+class Plan:
+    ingest_seconds: float
+    warmup_seconds: float
+    connections: int
+    scales: tuple[int, ...]
+    deliveries: int
+    e2e_seconds: float
+    ceiling_seconds: float
+    memory_events: int
+    max_ingest_rate: int  # sizes the file of unique signed webhooks
+    probe_seconds: float  # each open-loop probe for the sustainable delivery rate
+
+    @classmethod
+    def full(cls) -> Plan:
+        return cls(8, 2, 32, (1, 100, 10_000), 3000, 10, 8, 2000, 25_000, 5)
+
+    @classmethod
+    def quick(cls) -> Plan:
+        return cls(2, 1, 16, (1, 100), 200, 2, 2, 200, 25_000, 1.5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="ecwid-relay benchmark: figures against their ceilings")
+    parser.add_argument("--quick", action="store_true", help="a short smoke run (CI); figures are rough")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2, one per core)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results.json"))
+    args = parser.parse_args()
+    # SIGTERM (a CI timeout) unwinds like Ctrl-C, so every process this run started is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    logs.configure("warning", role="bench")
+    results = run(Plan.quick() if args.quick else Plan.full(), args.workers, quick=args.quick)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(report.table(results))
+    print(f"\nwritten to {args.out}")
+
+
+def run(plan: Plan, workers: int, *, quick: bool = False) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp, Stack(Path(tmp)) as stack:
+        directory = Path(tmp)
+        results: dict[str, Any] = {"quick": quick, "machine": machine(stack), "plan": asdict(plan)}
+        # Each ceiling is measured before and after the relay's runs and the higher one is kept: on a
+        # shared machine that errs against the relay, never for it.
+        say("ceilings: bare Starlette endpoint, plain httpx loops")
+        bare = [ingest_ceiling(stack, plan, directory)]
+        loops = [delivery_ceiling(stack, plan, directory, workers)]
+        results["ingest"] = {"relay": {}}
+        results["delivery"] = {"relay": {}}
+        for scale in plan.scales:
+            say(f"{scale} instance(s): ingest, delivery" + (", end-to-end" if scale == 1 else ""))
+            ingest, delivery, e2e, rss = at_scale(stack, plan, directory, scale, workers, with_e2e=scale == 1)
+            results["ingest"]["relay"][str(scale)] = ingest
+            results["delivery"]["relay"][str(scale)] = delivery
+            if e2e is not None:
+                results["e2e"] = e2e
+                results["memory"] = {"receiver_peak_rss_mib": rss[0], "worker_peak_rss_mib": rss[1]}
+        say("ceilings again")
+        bare.append(ingest_ceiling(stack, plan, directory))
+        loops.append(delivery_ceiling(stack, plan, directory, workers))
+        results["ingest"]["bare"] = max(bare, key=lambda run: float(run["rps"]))
+        results["ingest"]["bare_runs"] = [round(run["rps"]) for run in bare]
+        results["delivery"]["ceiling"] = max(loops, key=lambda run: float(run["per_process"]))
+        results["delivery"]["ceiling_runs"] = [round(run["per_process"]) for run in loops]
+        say("Redis memory per queued event")
+        results["memory"].update(queued_memory(stack, plan, directory))
+        results["targets"] = report.targets(results, workers)
+        return results
+
+
+PROBES = 5
+
+
+def say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def machine(stack: Stack) -> dict[str, Any]:
+    info = stack.redis.info("server")
+    persistence = stack.redis.config_get("append*")
+    try:
+        import httptools  # noqa: F401
+        import uvloop  # noqa: F401
+
+        loop = "uvloop + httptools"
+    except ImportError:
+        loop = "asyncio + h11"
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())  # fmt: skip
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "os": platform.platform(),
+        "redis": f"{info['redis_version']}, appendonly {persistence['appendonly']}, "
+                 f"appendfsync {persistence['appendfsync']}, unix socket",
+        "uvicorn": f"1 process, {loop}, the receiver's own options (workers/serve.py)",
+        "generator": "wrk -t1 (bench/wrk.lua)" if load.have_wrk() else "bench.load (python asyncio; slower than wrk)",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }  # fmt: skip
+
+
+def ingest_ceiling(stack: Stack, plan: Plan, directory: Path) -> dict[str, Any]:
+    hooks = load.webhooks("bare", 20_000, [1], CLIENT_SECRET)
+    requests = directory / "bare.txt"
+    load.write_requests(requests, hooks)
+    process, url = stack.bare()
+    try:
+        load.throughput(f"{url}/events/ecwid", requests, connections=plan.connections, seconds=plan.warmup_seconds)
+        cpu = cpu_seconds(process.pid)
+        result = load.throughput(f"{url}/events/ecwid", requests, connections=plan.connections,
+                                 seconds=plan.ingest_seconds)  # fmt: skip
+        cpu = cpu_seconds(process.pid) - cpu
+    finally:
+        stack.stop(process)
+    return {**asdict(result), "server_cpu_us_per_request": cpu / result.requests * 1e6}
+
+
+def at_scale(
+    stack: Stack, plan: Plan, directory: Path, scale: int, workers: int, *, with_e2e: bool
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None, tuple[float, float]]:
+    stack.reset()
+    started = time.monotonic()
+    instances = stack.create_instances(scale)
+    stores = sorted(instances)
+    setup_seconds = time.monotonic() - started
+    receiver, url = stack.receiver()
+    try:
+        ingest = ingest_run(stack, plan, directory, receiver, url, scale, stores)
+        ingest["instances_setup_seconds"] = round(setup_seconds, 2)
+        stack.redis.delete(keys.INBOX)
+        pool = stack.workers(workers)
+        try:
+            delivery = delivery_run(stack, plan, directory, url, f"dlv{scale}", stores, instances)
+            e2e = (
+                e2e_run(stack, plan, directory, url, delivery["deliveries_per_s"], stores, instances)
+                if with_e2e
+                else None
+            )
+            rss = (peak_rss_kib(receiver.pid) / 1024, peak_rss_kib(pool[0].pid) / 1024)
+        finally:
+            for process in pool:
+                stack.stop(process)
+    finally:
+        stack.stop(receiver)
+    return ingest, delivery, e2e, rss
+
+
+def ingest_run(
+    stack: Stack, plan: Plan, directory: Path, receiver: Process, url: str, scale: int, stores: list[int]
+) -> dict[str, Any]:
+    # Steady state: every store has been heard from once (the receiver caches each store's instances on its
+    # first event; a cold store costs one more round trip), then wrk warms up as for the bare endpoint.
+    warm = directory / f"warm{scale}.txt"
+    load.write_requests(warm, load.webhooks(f"first{scale}", len(stores), stores, CLIENT_SECRET))
+    send_all(f"{url}/events/ecwid", warm)
+    load.write_requests(warm, load.webhooks(f"warm{scale}", 20_000, stores, CLIENT_SECRET))
+    load.throughput(f"{url}/events/ecwid", warm, connections=plan.connections, seconds=plan.warmup_seconds)
+    stack.redis.delete(keys.INBOX)
+    available = int(plan.max_ingest_rate * plan.ingest_seconds)
+    requests = directory / f"ingest{scale}.txt"
+    load.write_requests(requests, load.webhooks(f"ing{scale}", available, stores, CLIENT_SECRET))
+    cpu = cpu_seconds(receiver.pid), cpu_seconds(stack.redis_pid)
+    result = load.throughput(f"{url}/events/ecwid", requests, connections=plan.connections,
+                             seconds=plan.ingest_seconds)  # fmt: skip
+    cpu = cpu_seconds(receiver.pid) - cpu[0], cpu_seconds(stack.redis_pid) - cpu[1]
+    queued = stack.inbox_length()
+    # Every answered request must be a durably queued, distinct event (the last few may still be in flight).
+    if result.requests > available or queued < result.requests - plan.connections or result.errors:
+        raise RuntimeError(f"ingest run is not valid: {result}, {queued} queued of {available} distinct")
+    return {
+        **asdict(result), "queued": queued, "server_cpu_us_per_request": cpu[0] / result.requests * 1e6,
+        "redis_cpu_us_per_request": cpu[1] / result.requests * 1e6,
+    }  # fmt: skip
+
+
+def delivery_run(
+    stack: Stack, plan: Plan, directory: Path, url: str, run: str, stores: list[int], instances: dict[int, int]
+) -> dict[str, Any]:
+    hooks = load.webhooks(run, plan.deliveries, stores, CLIENT_SECRET)
+    requests = directory / f"{run}.txt"
+    load.write_requests(requests, hooks)
+    stack.sink_reset()
+    before = stack.command_calls()
+    sent = send_all(f"{url}/events/ecwid", requests)
+    wait_for_sink(stack, len(hooks), timeout=60 + len(hooks) / 50)
+    after = stack.command_calls()
+    times = sorted(t for _, t in stack.sink_dump())
+    rate = (len(times) - 1) / (times[-1] - times[0])
+    delta = {name: after.get(name, 0) - before.get(name, 0) for name in after}
+    busiest = dict(sorted(((n, c) for n, c in delta.items() if c > 0), key=lambda kv: -kv[1])[:12])
+    return {
+        "events": len(hooks), "delivered": len(times), "deliveries_per_s": rate,
+        "ingest_rps_while_delivering": sent["rps"], "ingest_errors": sent["errors"],
+        "redis_commands_per_event": sum(delta.values()) / len(hooks), "busiest_commands": busiest,
+    }  # fmt: skip
+
+
+def e2e_run(
+    stack: Stack, plan: Plan, directory: Path, url: str, drain_rate: float, stores: list[int],
+    instances: dict[int, int],
+) -> dict[str, Any]:  # fmt: skip
+    sustainable, probes = sustainable_rate(stack, plan, directory, url, drain_rate, stores)
+    rate = sustainable / 2
+    hooks = load.webhooks("e2e", max(int(rate * plan.e2e_seconds), 20), stores, CLIENT_SECRET)
+    requests, accepted_file = directory / "e2e.txt", directory / "e2e-accepted.json"
+    load.write_requests(requests, hooks)
+    stack.sink_reset()
+    sent = send_at(f"{url}/events/ecwid", requests, rate, accepted_file)
+    wait_for_sink(stack, len(hooks), timeout=60)
+    arrived = dict(stack.sink_dump())
+    accepted = orjson.loads(accepted_file.read_bytes())
+    latencies = sorted(
+        arrived[notification_id(hook.store_id, hook.event_id, instances[hook.store_id])] - accepted[str(n)]
+        for n, hook in enumerate(hooks)
+    )
+    ms = [value * 1000 for value in latencies]
+    return {
+        "rate": rate, "sustainable_rate": sustainable, "probes": probes, "events": len(hooks),
+        "ingest_p99_ms": sent["p99_ms"], "p50_ms": ms[len(ms) // 2], "p99_ms": ms[int(len(ms) * 0.99)],
+        "max_ms": ms[-1],
+    }  # fmt: skip
+
+
+def sustainable_rate(
+    stack: Stack, plan: Plan, directory: Path, url: str, drain_rate: float, stores: list[int]
+) -> tuple[float, list[dict[str, Any]]]:
+    """The highest steady arrival rate the relay keeps up with, from the backlog-drain rate down.
+
+    A probe sends at a fixed rate for `plan.probe_seconds`; it is sustained when every event has
+    reached the sink within a second of the last one being accepted (no backlog built up).
+    """
+    rate, probes = drain_rate, []
+    requests = directory / "probe.txt"
+    for attempt in range(PROBES):
+        hooks = load.webhooks(f"probe{attempt}", max(int(rate * plan.probe_seconds), 10), stores, CLIENT_SECRET)
+        load.write_requests(requests, hooks)
+        stack.sink_reset()
+        send_at(f"{url}/events/ecwid", requests, rate)
+        end = time.monotonic() + 1.0
+        while stack.sink_count() < len(hooks) and time.monotonic() < end:
+            time.sleep(0.02)
+        sustained = stack.sink_count() >= len(hooks)
+        probes.append({"rate": round(rate, 1), "sustained": sustained})
+        if sustained:
+            return rate, probes
+        wait_for_sink(stack, len(hooks), timeout=120)  # let the backlog drain before the next probe
+        rate *= 0.6
+    return rate, probes
+
+
+def send_at(url: str, requests: Path, rate: float, accepted: Path | None = None) -> dict[str, Any]:
+    """Every request of the file at a steady `rate` per second (open loop); raises on a non-200."""
+    command = [sys.executable, "-m", "bench.load", url, str(requests), "--connections", "8", "--rate", str(rate)]
+    if accepted is not None:
+        command += ["--accepted", str(accepted)]
+    sent: dict[str, Any] = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    if sent["errors"]:
+        raise RuntimeError(f"{sent['errors']} of {sent['requests']} requests to {url} were not answered 200")
+    return sent
+
+
+def delivery_ceiling(stack: Stack, plan: Plan, directory: Path, workers: int) -> dict[str, Any]:
+    body = directory / "notification.json"
+    body.write_bytes(sample_notification(stack))
+    start = time.monotonic() + 2.0
+    loops = [subprocess.Popen([sys.executable, "-m", "bench.httpx_loop", f"{stack.sink_url}/hook",
+                               str(plan.ceiling_seconds), str(start), str(body)], stdout=subprocess.PIPE, text=True)
+             for _ in range(workers)]  # fmt: skip
+    counts = [json.loads(loop.communicate()[0])["count"] for loop in loops]
+    total = sum(counts) / plan.ceiling_seconds
+    return {"processes": workers, "posts_per_s": total, "per_process": total / workers}
+
+
+def sample_notification(stack: Stack) -> bytes:
+    """A notification of the size the workers send in the delivery run."""
+    hook = load.webhooks("sample", 1, [1_000_000], CLIENT_SECRET)[0]
+    document = orjson.loads(hook.body)
+    item = InboxItem(kind="webhook", store_id=hook.store_id, event_id=hook.event_id,
+                     event_created=document["eventCreated"], event_type=document["eventType"],
+                     entity_id=document["entityId"], data=document["data"], instances=(1,), received=time.time(),
+                     raw=hook.body.decode())  # fmt: skip
+    instance = Instance(id=1, owner="bench", name="bench 0", token="", auth="custom", store_id=hook.store_id,
+                        configuration={"event.notification.enabled": "true"})  # fmt: skip
+    return envelope.build(item, instance)
+
+
+def queued_memory(stack: Stack, plan: Plan, directory: Path) -> dict[str, Any]:
+    """Redis bytes per event with a 1 KB webhook body: in the inbox, then as delivery jobs."""
+    stack.reset()
+    instances = stack.create_instances(1)
+    receiver, url = stack.receiver()
+    try:
+        hooks = load.webhooks("mem", plan.memory_events, sorted(instances), CLIENT_SECRET, payload=1024)
+        requests = directory / "mem.txt"
+        load.write_requests(requests, hooks)
+        empty = stack.used_memory()
+        send_all(f"{url}/events/ecwid", requests)
+        if stack.inbox_length() != len(hooks):
+            raise RuntimeError(f"memory run: {stack.inbox_length()} of {len(hooks)} events queued")
+        inbox = stack.used_memory()
+        dispatch_all(stack)
+        jobs = stack.used_memory()
+    finally:
+        stack.stop(receiver)
+    events = len(hooks)
+    return {
+        "payload_bytes": len(hooks[0].body),
+        "inbox_bytes_per_event": (inbox - empty) / events,
+        "queued_job_bytes_per_event": (jobs - empty) / events,
+    }
+
+
+def dispatch_all(stack: Stack) -> None:
+    """Turn the inbox into delivery jobs with the project's dispatcher, without delivering them."""
+    from rq import Queue
+    from rq.serializers import JSONSerializer
+
+    connection = redis.Redis.from_url(stack.redis_server.url)
+    queue = Queue(keys.DELIVERY_QUEUE, connection=connection, serializer=JSONSerializer)
+    dispatcher = Dispatcher(connection, queue, "bench-memory", retention=7 * 24 * 3600)
+    while dispatcher.step(block=0.01):
+        pass
+    dispatcher.release()
+    connection.close()
+
+
+def send_all(url: str, requests: Path, connections: int = 16) -> dict[str, Any]:
+    """Every request of the file, as fast as they are answered (our generator); raises on a non-200."""
+    command = [sys.executable, "-m", "bench.load", url, str(requests), "--connections", str(connections)]
+    sent: dict[str, Any] = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    if sent["errors"]:
+        raise RuntimeError(f"{sent['errors']} of {sent['requests']} requests to {url} were not answered 200")
+    return sent
+
+
+def wait_for_sink(stack: Stack, count: int, timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while stack.sink_count() < count:
+        if time.monotonic() > end:
+            raise RuntimeError(f"the sink got {stack.sink_count()} of {count} notifications in {timeout:.0f}s")
+        time.sleep(0.05)

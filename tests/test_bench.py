@@ -1,0 +1,58 @@
+"""scripts/bench in its short mode: the harness runs end to end and its figures are sane.
+
+No speed thresholds here (the machine is shared and noisy): the targets live in the
+benchmark's own table. This checks that every figure was measured and is consistent.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+@pytest.mark.timeout(240)
+def test_quick_benchmark_measures_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=200,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert "appendfsync always" in results["machine"]["redis"]
+    assert "| ingest req/s (1 instance) |" in run.stdout
+
+    bare, relay = results["ingest"]["bare"], results["ingest"]["relay"]
+    assert set(relay) == {"1", "100"}
+    for run_ in [bare, *relay.values()]:
+        assert run_["requests"] > 0 and run_["rps"] > 0 and run_["errors"] == 0
+        assert 0 < run_["p50_ms"] <= run_["p99_ms"] <= run_["max_ms"]
+    for scale in relay.values():
+        assert scale["queued"] >= scale["requests"] - results["plan"]["connections"]
+
+    delivery = results["delivery"]
+    for scale in delivery["relay"].values():
+        assert scale["delivered"] == scale["events"] == results["plan"]["deliveries"]
+        assert scale["deliveries_per_s"] > 0 and scale["ingest_errors"] == 0
+        assert scale["redis_commands_per_event"] >= 3  # at least the dedup marker, the queue and the log
+    assert delivery["ceiling"]["per_process"] > 0 and len(delivery["ceiling_runs"]) == 2
+
+    e2e = results["e2e"]
+    assert 0 < e2e["p50_ms"] <= e2e["p99_ms"] <= e2e["max_ms"] < 60_000
+    assert 0 < e2e["rate"] <= e2e["sustainable_rate"] / 2 + 1e-9 and len(e2e["probes"]) >= 1
+
+    memory = results["memory"]
+    assert memory["payload_bytes"] >= 1024
+    assert memory["inbox_bytes_per_event"] > memory["payload_bytes"] / 2  # the body is held, compressed or not
+    assert memory["queued_job_bytes_per_event"] > 0
+    assert memory["receiver_peak_rss_mib"] > 10 and memory["worker_peak_rss_mib"] > 10
+
+    named = {t["target"] for t in results["targets"]}
+    assert named >= {"ingest vs bare endpoint", "Redis commands per delivered event"}
+    assert all(isinstance(t["met"], bool) for t in results["targets"])

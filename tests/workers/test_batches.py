@@ -1,0 +1,119 @@
+"""Batched deliveries: events queued together for one instance go out in one job, in order, and
+a failure in a batch hands the rest to single jobs with the usual retries."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+import redis
+
+from tests.conftest import WorkerProcess
+from tests.support.ecwid import create_custom, post_webhook, webhook
+from tests.support.servers import CallbackServer, Reply
+from workers import keys
+from workers.ecwid_events import describe
+from workers.inbox import notification_id
+from workers.settings import Settings
+
+
+def record(client: redis.Redis, store: int, event_id: str, instance_id: int) -> tuple[str, list[int | None]]:
+    """The event log's status of a notification, and the HTTP status of each attempt."""
+    notification = notification_id(store, event_id, instance_id)
+    status = (client.hget(f"relay:delivery:{notification}", "status") or b"").decode()
+    attempts = [orjson.loads(raw)["status"] for raw in client.lrange(f"relay:delivery:{notification}:attempts", 0, -1)]
+    return status, attempts
+
+
+def test_events_queued_together_go_out_in_one_job_in_order(
+    api: httpx.Client, callbacks: CallbackServer, settings: Settings, tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    instance = create_custom(api, f"{callbacks.url}/hook")
+    for n in range(5):
+        assert post_webhook(api, webhook(f"b-{n}")).status_code == 200
+    worker = WorkerProcess(settings, tmp_path / "worker.log")  # started after: it takes all five at once
+    try:
+        received = callbacks.wait_for(5, timeout=20)
+    finally:
+        worker.stop()
+    assert [r.json()["message"]["raw"]["eventId"] for r in received] == [f"b-{n}" for n in range(5)]
+    assert len({r.headers["elements-webhook-id"] for r in received}) == 5
+    assert "deliver 5 events to 1 and others on its URL" in worker.logs()
+    assert [record(redis_client, 1003, f"b-{n}", instance["id"]) for n in range(5)] == [("NOTIFIED", [200])] * 5
+
+
+def test_a_failure_in_a_batch_is_decided_as_for_a_single_delivery(
+    api: httpx.Client, callbacks: CallbackServer, settings: Settings, tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    """A 503 in a batch: that event is retried on the schedule (4 s), the rest go out at once.
+    A 400: that event fails for good, sent once, and stays in RQ's failed registry."""
+    instance = create_custom(api, f"{callbacks.url}/hook")
+    callbacks.script += [Reply(200), Reply(503, b"busy"), Reply(400, b"no")]
+    for n in range(5):
+        assert post_webhook(api, webhook(f"f-{n}")).status_code == 200
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        received = callbacks.wait_for(6, timeout=20)
+        time.sleep(0.5)
+    finally:
+        worker.stop()
+    assert [r.json()["message"]["raw"]["eventId"] for r in received] == ["f-0", "f-1", "f-2", "f-3", "f-4", "f-1"]
+    assert received[1].headers["elements-webhook-id"] == received[5].headers["elements-webhook-id"]
+    assert 3.0 <= received[5].at - received[1].at <= 8.0  # RQ's Retry, the first step of the schedule
+    assert len(callbacks.received) == 6
+    logs = worker.logs()
+    assert '"events": 4, "event": "batch.handed_off"' in logs
+    assert record(redis_client, 1003, "f-1", instance["id"]) == ("NOTIFIED", [503, 200])
+    assert record(redis_client, 1003, "f-2", instance["id"]) == ("FAILED", [400])
+    assert [record(redis_client, 1003, f"f-{n}", instance["id"]) for n in (0, 3, 4)] == [("NOTIFIED", [200])] * 3
+    assert redis_client.zcard("rq:failed:relay-deliveries") == 1
+
+
+def test_instances_sharing_a_callback_url_share_batches(
+    api: httpx.Client, callbacks: CallbackServer, settings: Settings, tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    first = create_custom(api, f"{callbacks.url}/hook", store_id=7001)
+    second = create_custom(api, f"{callbacks.url}/hook", store_id=7002)
+    for n in range(3):
+        for store in (7001, 7002):
+            assert post_webhook(api, webhook(f"s-{store}-{n}", store_id=store)).status_code == 200
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        received = callbacks.wait_for(6, timeout=20)
+    finally:
+        worker.stop()
+    assert [(r.json()["message"]["instanceId"], r.json()["message"]["raw"]["eventId"]) for r in received] == [
+        (instance["id"], f"s-{store}-{n}") for n in range(3) for instance, store in ((first, 7001), (second, 7002))
+    ]
+    assert "deliver 6 events to" in worker.logs()
+    for instance, store in ((first, 7001), (second, 7002)):
+        assert [record(redis_client, store, f"s-{store}-{n}", instance["id"]) for n in range(3)] == [
+            ("NOTIFIED", [200])
+        ] * 3
+
+
+def test_an_event_that_crashes_in_a_batch_does_not_hold_back_or_resend_the_others(
+    api: httpx.Client, callbacks: CallbackServer, settings: Settings, tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    instance = create_custom(api, f"{callbacks.url}/hook")
+    for n in range(5):
+        assert post_webhook(api, webhook(f"p-{n}", entity_id=100 + n)).status_code == 200
+    # A Redis error for p-2 alone (WRONGTYPE on its change marker) stands in for any crash in an attempt.
+    what = describe("order.created", 102, None)
+    broken = keys.change(instance["id"], what.object_type, str(what.object_id))
+    redis_client.rpush(broken, "not a marker")
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        callbacks.wait_for(4, timeout=15)
+        time.sleep(1.5)
+        sent = [r.json()["message"]["raw"]["eventId"] for r in callbacks.received]
+        assert sorted(sent) == ["p-0", "p-1", "p-3", "p-4"]  # each once; p-2's crash held nothing back
+        assert record(redis_client, 1003, "p-0", instance["id"]) == ("NOTIFIED", [200])
+        redis_client.delete(broken)  # the trouble passes: p-2's own job retries it
+        callbacks.wait_for(5, timeout=20)
+    finally:
+        worker.stop()
+    assert sorted(r.json()["message"]["raw"]["eventId"] for r in callbacks.received) == [f"p-{n}" for n in range(5)]
+    assert record(redis_client, 1003, "p-2", instance["id"])[0] == "NOTIFIED"
