@@ -75,7 +75,8 @@ def test_callback_failures_then_recovery(fault_settings: Settings, tmp_path: Pat
         # Retry-After: 1 is honoured (not the 4 s schedule), and never undercut.
         assert min(gaps["http429"]) >= 0.9
         assert statistics.mean(gaps["http429"]) < statistics.mean(gaps["http500"])
-        assert min(gaps["http500"]) >= 3.9 and min(gaps["dropped"]) >= 3.9
+        # The schedule's 4 s, less up to a second: RQ schedules in whole seconds.
+        assert min(gaps["http500"]) >= 3.0 and min(gaps["dropped"]) >= 3.0
         logs = "".join(worker.logs() for worker in workers)
         assert logs.count('"event": "delivery.attempt_failed"') == len(events)
         assert logs.count('"event": "delivery.succeeded"') == len(events)
