@@ -83,6 +83,7 @@ EVENT_ID = path_param(
 STATUS = query("status", "Comma-separated statuses: RECEIVED, DISPATCHED, PAUSED, NOTIFIED, FAILED, SKIPPED.")
 FROM, TO = query("from", "Earliest time, ISO 8601 or unix seconds."), query("to", "Latest time, likewise.")
 NEXT_PAGE = query("nextPage", "The Elements-Next-Page-Token of the previous page.")
+EVENT_FILTERS = [STATUS, FROM, TO, NEXT_PAGE]  # what selects event log entries, to list or to replay
 INSTANCE_ERRORS = errors(400, 401, 404, 409, 413, 415, 503)
 ECWID_EVENT_BODY = {JSON: {"schema": ref("EcwidWebhook")}, "application/x-www-form-urlencoded": {
     "schema": ref("IonPost")}}  # fmt: skip
@@ -223,10 +224,7 @@ def _build() -> dict[str, Any]:
                     {**events_page, **errors(400, 401, 404, 503)},
                     security=USER,
                     parameters=[
-                        STATUS,
-                        FROM,
-                        TO,
-                        NEXT_PAGE,
+                        *EVENT_FILTERS,
                         query("pageSize", "1 to 200 (default 50).", {"type": "integer"}),
                     ],
                     tag="events",
@@ -239,10 +237,7 @@ def _build() -> dict[str, Any]:
                     {**ok(ref("ReplayAnswer"), 202), **errors(400, 401, 404, 503)},
                     security=USER,
                     parameters=[
-                        STATUS,
-                        FROM,
-                        TO,
-                        NEXT_PAGE,
+                        *EVENT_FILTERS,
                         query("limit", "1 to 1000 (default 100).", {"type": "integer"}),
                     ],
                     tag="events",

@@ -34,21 +34,17 @@ def delivery_job(
 ) -> Job:  # fmt: skip
     """A job delivering `item` (serialised as `text`) to `instance_id`, limited per callback URL.
     `failure`: a batch's failed first attempt, for this job to decide on (workers/batches.py)."""
-    url = instance.callback_url if instance is not None else None
-    args: tuple[Any, ...] = (text, instance_id, drained, failure) if failure else (text, instance_id, drained)
+    args: tuple[Any, ...] = (text, instance_id)
+    if drained or failure:
+        args += (drained,)
+    if failure:
+        args += (failure,)
     return queue.create_job(
         "workers.delivery.deliver",
-        args=args if drained or failure else (text, instance_id),
+        args=args,
         job_id=job_id,
-        timeout=JOB_TIMEOUT,
-        result_ttl=0,
-        failure_ttl=FAILURE_TTL,
         description=f"deliver {item.event_type} {item.key} to instance {instance_id}",
-        rate_limit=RateLimit(keys.endpoint_limit(url), instance.concurrency) if instance and url else None,
-        # The job decides its own retries by returning `Retry` (workers/delivery.py); this policy is for
-        # what it cannot decide: its worker died mid-delivery, or an unexpected error (a Redis blip).
-        retry=Retry(max=len(RETRY_SCHEDULE), interval=list(RETRY_SCHEDULE)),
-        on_failure=Callback("workers.delivery.on_failure"),
+        **_delivery_options(instance),
     )
 
 
@@ -60,19 +56,28 @@ def batch_job(queue: Queue, deliveries: list[list[Any]], instance: Instance | No
     holds one slot. Crash retries as for a single delivery; a retried batch sends again what it
     had sent (at least once; receivers deduplicate on Elements-Webhook-Id).
     """
-    url = instance.callback_url if instance is not None else None
     return queue.create_job(
         "workers.batches.deliver_batch",
         args=(deliveries,),
         job_id=job_id,
-        timeout=JOB_TIMEOUT,
-        result_ttl=0,
-        failure_ttl=FAILURE_TTL,
         description=f"deliver {len(deliveries)} events to {instance.id if instance else '?'} and others on its URL",
-        rate_limit=RateLimit(keys.endpoint_limit(url), instance.concurrency) if instance and url else None,
-        retry=Retry(max=len(RETRY_SCHEDULE), interval=list(RETRY_SCHEDULE)),
-        on_failure=Callback("workers.delivery.on_failure"),
+        **_delivery_options(instance),
     )
+
+
+def _delivery_options(instance: Instance | None) -> dict[str, Any]:
+    """What single and batch delivery jobs share: timeouts, the per-URL limit, crash retries."""
+    url = instance.callback_url if instance is not None else None
+    return {
+        "timeout": JOB_TIMEOUT,
+        "result_ttl": 0,
+        "failure_ttl": FAILURE_TTL,
+        "rate_limit": RateLimit(keys.endpoint_limit(url), instance.concurrency) if instance and url else None,
+        # The job decides its own retries by returning `Retry` (workers/delivery.py); this policy is for
+        # what it cannot decide: its worker died mid-delivery, or an unexpected error (a Redis blip).
+        "retry": Retry(max=len(RETRY_SCHEDULE), interval=list(RETRY_SCHEDULE)),
+        "on_failure": Callback("workers.delivery.on_failure"),
+    }
 
 
 def enqueue(queue: Queue, jobs: list[Job], pipe: Pipeline) -> None:
