@@ -21,6 +21,7 @@ instance's index keeps at most `MAX_PER_INSTANCE` records, deleting the oldest.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -83,6 +84,28 @@ if redis.call('TTL', index) < ttl then redis.call('EXPIRE', index, ttl) end
 return 1
 """
 
+# The status changes of finished attempts, any number in one call (a batch's, or one delivery's): the
+# common case, kept to four commands a record. KEYS: record and attempts of each outcome, then the index
+# of each instance involved. ARGV: updated, ttl, attempts kept, number of outcomes, then status,
+# next_attempt, reason and attempt JSON (or '') of each. An expired record stays gone (EXPIRE says so).
+_FINISH = """
+local n, ttl, kept = tonumber(ARGV[4]), tonumber(ARGV[2]), tonumber(ARGV[3])
+for i = 1, n do
+  local record, attempts, a = KEYS[2 * i - 1], KEYS[2 * i], 4 * i
+  if redis.call('EXPIRE', record, ttl) == 1 then
+    redis.call('HSET', record, 'status', ARGV[a + 1], 'updated', ARGV[1], 'next_attempt', ARGV[a + 2],
+               'reason', ARGV[a + 3])
+    if ARGV[a + 4] ~= '' and redis.call('RPUSH', attempts, ARGV[a + 4]) > kept then
+      redis.call('LTRIM', attempts, -kept, -1)
+    end
+    redis.call('EXPIRE', attempts, ttl)
+  end
+end
+for i = 2 * n + 1, #KEYS do
+  if redis.call('TTL', KEYS[i]) < ttl then redis.call('EXPIRE', KEYS[i], ttl) end
+end
+return 1
+"""
 
 # Point a record at the job that now carries it, if the record has not expired.
 _POINT = "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'job', ARGV[1]) end return 1"
@@ -90,6 +113,18 @@ _POINT = "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1],
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt (or a decision not to make one) left a delivery in, for `DeliveryLog.finish`."""
+
+    notification: str
+    instance_id: int
+    status: str
+    reason: str | None = None
+    attempt: dict[str, Any] | None = None  # attempt_entry(), when a request was made
+    next_attempt: int | None = None  # ms, when a retry is due
 
 
 class DeliveryLog:
@@ -100,6 +135,7 @@ class DeliveryLog:
         self._index = connection.register_script(_INDEX)
         self._set_status = connection.register_script(_STATUS)
         self._point = connection.register_script(_POINT)
+        self._finish = connection.register_script(_FINISH)
 
     def received(self, pipe: redis.client.Pipeline, item: InboxItem, instance_id: int, job_id: str) -> None:
         """Add the RECEIVED record of `item` at `instance_id` to `pipe` (the dispatcher's MULTI)."""
@@ -129,17 +165,36 @@ class DeliveryLog:
                 client=pipe,
             )  # fmt: skip
 
+    def finish(self, outcomes: list[Outcome], pipe: redis.client.Pipeline | None = None) -> None:
+        """Record `outcomes` (status, reason, attempt) in one script call; records that expired
+        meanwhile stay gone."""
+        if not outcomes:
+            return
+        names: list[str] = []
+        args: list[str | int | bytes] = [now_ms(), self.retention, MAX_ATTEMPTS, len(outcomes)]
+        for outcome in outcomes:
+            names += [keys.delivery(outcome.notification), keys.delivery_attempts(outcome.notification)]
+            attempt = orjson.dumps(outcome.attempt) if outcome.attempt is not None else b""
+            args += [outcome.status, outcome.next_attempt or "", outcome.reason or "", attempt]
+        names += [keys.instance_deliveries(i) for i in sorted({outcome.instance_id for outcome in outcomes})]
+        self._finish(keys=names, args=args, client=pipe)
+
     def attempted(
-        self, notification: str, attempt: dict[str, Any], status: str, *, next_attempt: int | None = None,
-        reason: str | None = None,
+        self, notification: str, instance_id: int, attempt: dict[str, Any], status: str, *,
+        next_attempt: int | None = None, reason: str | None = None,
     ) -> None:  # fmt: skip
         """Record one attempt and the status it leaves the delivery in (nothing if the record expired)."""
-        self._status(notification, status, next_attempt=next_attempt, reason=reason, attempt=orjson.dumps(attempt))
+        self.finish([Outcome(notification, instance_id, status, reason, attempt, next_attempt)])
 
-    def mark(self, notification: str, status: str, reason: str, *, only_pending: bool = False) -> None:
+    def mark(
+        self, notification: str, instance_id: int, status: str, reason: str, *, only_pending: bool = False
+    ) -> None:
         """Set a status without an attempt (SKIPPED, PAUSED, or FAILED before any request was made).
         `only_pending`: leave it be unless it is still RECEIVED or DISPATCHED."""
-        self._status(notification, status, reason=reason, pending=only_pending)
+        if only_pending:
+            self._status(notification, status, reason=reason, pending=True)
+        else:
+            self.finish([Outcome(notification, instance_id, status, reason)])
 
     def resumed(self, pipe: redis.client.Pipeline, notification: str, job_id: str) -> None:
         """A PAUSED delivery is queued again by the drain (in the drain's MULTI)."""

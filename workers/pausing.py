@@ -40,21 +40,31 @@ DRAIN_FIRST = 10  # items moved back in the drain's first step; doubles each sec
 DRAIN_MAX = 640
 LEASE_MS = 90_000  # a claimed tick not finished by then is claimed again
 
-# KEYS: state, buffer, due. ARGV: item, drained ("1" for jobs the drain created), now ms, instance id,
-# first probe ms. Returns {parked (0/1), failures}: deliver when not paused and not behind a draining buffer.
+# KEYS: due, then the state and buffer of each item's instance. ARGV: now ms, first probe ms, then item,
+# drained ("1" for jobs the drain created) and instance id of each item. Returns one flag per item, 1 if it was
+# parked: deliver when not paused and not behind a draining buffer. Each instance's state is read once.
 _GATE = """
-local s = redis.call('HMGET', KEYS[1], 'state', 'failures', 'manual', 'since')
-if not s[1] or (s[1] == 'draining' and ARGV[2] == '1') then
-  return {0, tonumber(s[2] or '0')}
+local states, parked = {}, {}
+for i = 1, (#KEYS - 1) / 2 do
+  local state, buffer, item, drained = KEYS[2 * i], KEYS[2 * i + 1], ARGV[3 * i], ARGV[3 * i + 1]
+  local s = states[state]
+  if not s then
+    s = redis.call('HMGET', state, 'state', 'manual', 'since')
+    states[state] = s
+  end
+  if not s[1] or (s[1] == 'draining' and drained == '1') then
+    parked[i] = 0
+  else
+    parked[i] = 1
+    if redis.call('RPUSH', buffer, item) == 1 and s[1] == 'paused' and not s[2] then
+      -- The first item to probe with, after a wait for one: probe now, but never sooner than
+      -- the first probe after the pause.
+      local at = math.max(tonumber(ARGV[1]), tonumber(s[3] or '0') + tonumber(ARGV[2]))
+      redis.call('ZADD', KEYS[1], 'LT', at, ARGV[3 * i + 2])
+    end
+  end
 end
-local n = redis.call('RPUSH', KEYS[2], ARGV[1])
-if n == 1 and s[1] == 'paused' and not s[3] then
-  -- The first item to probe with, after a wait for one: probe now, but never sooner than
-  -- the first probe after the pause.
-  local at = math.max(tonumber(ARGV[3]), tonumber(s[4] or '0') + tonumber(ARGV[5]))
-  redis.call('ZADD', KEYS[3], 'LT', at, ARGV[4])
-end
-return {1, 0}
+return parked
 """
 
 # KEYS: state, due, paused set. ARGV: threshold, now ms, reason, instance id, first probe ms.
@@ -172,7 +182,6 @@ def drain_size(step: int) -> int:
 @dataclass(frozen=True)
 class Gate:
     parked: bool  # the item went to the buffer: do not deliver it now
-    failures: int  # failed attempts in a row before this one (0 when parked)
 
 
 class Pauses:
@@ -193,11 +202,19 @@ class Pauses:
 
     def gate(self, instance_id: int, item: str, *, drained: bool = False) -> Gate:
         """Park `item` in the buffer if the instance is paused (or draining and `item` is new)."""
-        parked, failures = self._gate(
-            keys=self._keys(instance_id, buffer=True),
-            args=[item, "1" if drained else "0", now_ms(), instance_id, PROBE_FIRST * 1000],
-        )
-        return Gate(bool(parked), int(failures))
+        return Gate(self.gate_many([(instance_id, item)], drained=drained)[0])
+
+    def gate_many(self, items: list[tuple[int, str]], *, drained: bool = False) -> list[bool]:
+        """`gate` for several (instance id, item) in one round trip, in order: True where parked.
+        A batch (workers/batches.py) gates its events together before it sends any."""
+        if not items:
+            return []
+        names: list[str] = [keys.DELIVERY_DUE]
+        args: list[str | int] = [now_ms(), PROBE_FIRST * 1000]
+        for instance_id, item in items:
+            names += [keys.delivery_state(instance_id), keys.delivery_buffer(instance_id)]
+            args += [item, "1" if drained else "0", instance_id]
+        return [bool(flag) for flag in self._gate(keys=names, args=args)]
 
     def failed(self, instance_id: int, threshold: int, reason: str) -> int:
         """Count a failed attempt: 0 still flowing, 1 paused by this failure, 2 paused before."""
@@ -205,9 +222,9 @@ class Pauses:
         return int(self._failed(keys=self._keys(instance_id), args=[threshold, now_ms(), reason, instance_id,
                                                                     PROBE_FIRST * 1000]))  # fmt: skip
 
-    def succeeded(self, instance_id: int) -> None:
-        """A 2xx ends a run of failures."""
-        self.redis.hdel(keys.delivery_state(instance_id), "failures")
+    def succeeded(self, instance_id: int, pipe: redis.client.Pipeline | None = None) -> None:
+        """A 2xx ends a run of failures (in `pipe`, if given)."""
+        (pipe or self.redis).hdel(keys.delivery_state(instance_id), "failures")
 
     def pause(self, instance_id: int, reason: str) -> None:
         """Pause until resumed by hand (`resume`): no probes."""

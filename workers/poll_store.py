@@ -36,25 +36,34 @@ for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], 'XX', ARGV[2], id) end
 return ids
 """
 
-# claim_webhook_change in one round trip: is_reported() and next_marker() of workers/changes.py
-# for a webhook source (tests/workers/test_poll_store.py holds the two to the same cases).
+# claim_webhook_changes in one round trip: is_reported() and next_marker() of workers/changes.py
+# for webhook sources (tests/workers/test_poll_store.py holds the two to the same cases). KEYS: the
+# marker of each change. ARGV: slack, then kind, updated, source and marker TTL of each change.
+# Returns 1 per change to deliver, 0 per change polling already reported. A change nobody reported
+# yet (the common case) costs one SET.
 _CLAIM_WEBHOOK = """
-local marker = redis.call('GET', KEYS[1])
-local kind_in, updated = ARGV[1], tonumber(ARGV[2])
-if marker then
-  local when, kind, who = string.match(marker, '^(%-?%d+) (%S+) (.+)$')
-  when = tonumber(when)
-  if who == 'poll' then
-    if kind_in == 'DELETED' then
-      if kind == 'DELETED' then return 0 end
-    elseif updated <= when + tonumber(ARGV[4]) then
-      return 0
+local claimed = {}
+for i, key in ipairs(KEYS) do
+  local kind_in, updated, source, ttl = ARGV[4 * i - 2], tonumber(ARGV[4 * i - 1]), ARGV[4 * i], ARGV[4 * i + 1]
+  local mine = ARGV[4 * i - 1] .. ' ' .. kind_in .. ' ' .. source
+  claimed[i] = 1
+  if not redis.call('SET', key, mine, 'NX', 'EX', ttl) then
+    local marker = redis.call('GET', key)
+    local write = true
+    if marker then
+      local when, kind, who = string.match(marker, '^(%-?%d+) (%S+) (.+)$')
+      when = tonumber(when)
+      if who == 'poll' and ((kind_in == 'DELETED' and kind == 'DELETED')
+                            or (kind_in ~= 'DELETED' and updated <= when + tonumber(ARGV[1]))) then
+        claimed[i], write = 0, false
+      elseif updated < when and kind_in ~= 'DELETED' then
+        write = false
+      end
     end
+    if write then redis.call('SET', key, mine, 'EX', ttl) end
   end
-  if updated < when and kind_in ~= 'DELETED' then return 1 end
 end
-redis.call('SET', KEYS[1], ARGV[2] .. ' ' .. kind_in .. ' ' .. ARGV[3], 'EX', ARGV[5])
-return 1
+return claimed
 """
 
 _EXTEND = """
@@ -170,9 +179,20 @@ class PollStore:
         """For a webhook about to be delivered: False when a polling round (or posted polling
         results) already reported the same change, so it must not be sent; otherwise records
         that this webhook reports it and returns True. One atomic round trip."""
-        key = keys.change(instance_id, change.object_type, change.object_id)
-        args: list[str | int] = [change.event_type, change.updated, source, MARKER_SLACK, marker_ttl]
-        return bool(self._claim_webhook(keys=[key], args=args))
+        return self.claim_webhook_changes([(instance_id, change, source, marker_ttl)])[0]
+
+    def claim_webhook_changes(self, claims: list[tuple[int, Change, str, int]]) -> list[bool]:
+        """`claim_webhook_change` for several (instance id, change, source, marker TTL) in one
+        atomic round trip, in order. Claiming again for the same source is harmless: a batch that
+        hands an event off (workers/batches.py) has claimed it, and its own job claims it again."""
+        if not claims:
+            return []
+        names: list[str] = []
+        args: list[str | int] = [MARKER_SLACK]
+        for instance_id, change, source, ttl in claims:
+            names.append(keys.change(instance_id, change.object_type, change.object_id))
+            args += [change.event_type, change.updated, source, ttl]
+        return [bool(flag) for flag in self._claim_webhook(keys=names, args=args)]
 
     # -- outcome of a round --------------------------------------------------------------
 

@@ -10,12 +10,12 @@ import httpx
 import orjson
 import redis
 
-from tests.conftest import WorkerProcess
+from tests.conftest import AUTH, WorkerProcess
 from tests.support.ecwid import create_custom, post_webhook, webhook
 from tests.support.servers import CallbackServer, Reply
 from workers import keys
 from workers.ecwid_events import describe
-from workers.inbox import notification_id
+from workers.inbox import InboxItem, notification_id
 from workers.settings import Settings
 
 
@@ -117,3 +117,39 @@ def test_an_event_that_crashes_in_a_batch_does_not_hold_back_or_resend_the_other
         worker.stop()
     assert sorted(r.json()["message"]["raw"]["eventId"] for r in callbacks.received) == [f"p-{n}" for n in range(5)]
     assert record(redis_client, 1003, "p-2", instance["id"])[0] == "NOTIFIED"
+
+
+def test_a_batch_decides_each_event_as_a_single_delivery_would(
+    api: httpx.Client, callbacks: CallbackServer, settings: Settings, tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    """One batch for a shared URL: a paused instance's events wait in its buffer, a change polling
+    already reported is skipped, and the rest go out in order, all decided in one gate and one
+    dedup call before the first is sent."""
+    flowing = create_custom(api, f"{callbacks.url}/hook", store_id=7101)
+    paused = create_custom(api, f"{callbacks.url}/hook", store_id=7102)
+    polled = create_custom(api, f"{callbacks.url}/hook", store_id=7103)
+    headers = {"Authorization": AUTH}
+    assert api.patch(f"/instances/{paused['id']}", json={"delivery": {"paused": True}}, headers=headers).is_success
+    # The poller reported order 301 of store 7103 as updated after the webhook's change.
+    redis_client.set(keys.change(polled["id"], "orders", "301"), "1700000005 UPDATED poll")
+    for n in range(2):
+        for store in (7101, 7102, 7103):
+            event = webhook(f"m-{store}-{n}", store_id=store, entity_id=300 + n, event_type="order.updated")
+            assert post_webhook(api, event).status_code == 200
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        received = callbacks.wait_for(3, timeout=20)
+        time.sleep(1.0)
+    finally:
+        worker.stop()
+    assert [r.json()["message"]["raw"]["eventId"] for r in received] == ["m-7101-0", "m-7103-0", "m-7101-1"]
+    assert len(callbacks.received) == 3
+    assert "deliver 6 events to" in worker.logs()
+    assert [record(redis_client, 7101, f"m-7101-{n}", flowing["id"]) for n in range(2)] == [("NOTIFIED", [200])] * 2
+    assert [record(redis_client, 7102, f"m-7102-{n}", paused["id"]) for n in range(2)] == [("PAUSED", [])] * 2
+    buffered = redis_client.lrange(keys.delivery_buffer(paused["id"]), 0, -1)
+    assert [InboxItem.loads(raw).event_id for raw in buffered] == ["m-7102-0", "m-7102-1"]
+    assert record(redis_client, 7103, "m-7103-0", polled["id"]) == ("NOTIFIED", [200])
+    assert record(redis_client, 7103, "m-7103-1", polled["id"]) == ("SKIPPED", [])
+    reason = redis_client.hget(f"relay:delivery:{notification_id(7103, 'm-7103-1', polled['id'])}", "reason")
+    assert reason == b"the poller already reported this change"

@@ -17,7 +17,7 @@ from tests.conftest import AUTH, ROOT, WorkerProcess, running_receiver, worker_e
 from tests.support.ecwid import create_custom, post_webhook, webhook
 from tests.support.servers import CallbackServer, Reply
 from workers import keys
-from workers.delivery_log import DeliveryLog
+from workers.delivery_log import MAX_ATTEMPTS, DeliveryLog, Outcome, attempt_entry
 from workers.inbox import InboxItem
 from workers.settings import Settings
 from workers.signatures import elements_signature_matches
@@ -52,7 +52,7 @@ def test_retention_counts_from_the_last_change_and_expired_records_are_not_reviv
         pipe.execute()
     first = item(0).notification_id(7)
     time.sleep(1.5)
-    log.mark(first, "PAUSED", "waiting")  # a change: two more seconds from now
+    log.mark(first, 7, "PAUSED", "waiting")  # a change: two more seconds from now
     time.sleep(1.0)
     with redis_client.pipeline(transaction=True) as pipe:
         log.received(pipe, item(1), 7, "job-1")  # indexing sweeps what is past the retention...
@@ -62,7 +62,7 @@ def test_retention_counts_from_the_last_change_and_expired_records_are_not_reviv
     assert redis_client.hget(keys.delivery(first), "status") == b"PAUSED"
     time.sleep(1.2)
     assert redis_client.exists(keys.delivery(first)) == 0  # expired by Redis itself
-    log.mark(first, "FAILED", "too late")
+    log.mark(first, 7, "FAILED", "too late")
     with redis_client.pipeline(transaction=True) as pipe:
         log.resumed(pipe, first, "job-x")
         pipe.execute()
@@ -161,3 +161,27 @@ def test_the_cli_tells_what_happened_and_replays(
     assert again.headers["elements-webhook-id"] == story["id"]
     missing = cli("events", "show", "evt-404")
     assert missing.returncode == 1 and b"no event 'evt-404'" in missing.stderr
+
+
+def test_outcomes_of_a_batch_are_written_in_one_call(redis_client: redis.Redis) -> None:
+    log = DeliveryLog(redis_client, retention=3600)
+    with redis_client.pipeline(transaction=True) as pipe:
+        log.received_many(pipe, [(item(n), 7, f"job-{n}") for n in range(2)])
+        pipe.execute()
+    first, second, gone = (item(n).notification_id(7) for n in range(3))
+    redis_client.expire(keys.instance_deliveries(7), 10)
+    for _ in range(MAX_ATTEMPTS):
+        log.attempted(first, 7, attempt_entry(503, None, 1.0), "DISPATCHED", next_attempt=5, reason="HTTP 503")
+    log.finish([
+        Outcome(first, 7, "NOTIFIED", attempt=attempt_entry(200, None, 2.5, b"ok")),
+        Outcome(second, 7, "SKIPPED", "events not enabled"),
+        Outcome(gone, 7, "NOTIFIED", attempt=attempt_entry(200, None, 1.0)),
+    ])  # fmt: skip
+    record = {k.decode(): v.decode() for k, v in redis_client.hgetall(keys.delivery(first)).items()}
+    assert (record["status"], record["reason"], record["next_attempt"]) == ("NOTIFIED", "", "")
+    attempts = [orjson.loads(raw) for raw in redis_client.lrange(keys.delivery_attempts(first), 0, -1)]
+    assert len(attempts) == MAX_ATTEMPTS and (attempts[-1]["status"], attempts[-1]["body"]) == (200, "ok")
+    assert redis_client.hmget(keys.delivery(second), "status", "reason") == [b"SKIPPED", b"events not enabled"]
+    assert redis_client.exists(keys.delivery_attempts(second)) == 0
+    assert redis_client.exists(keys.delivery(gone), keys.delivery_attempts(gone)) == 0  # never received: not made
+    assert 3590 < redis_client.ttl(keys.instance_deliveries(7)) <= 3600  # the index lives as long as its records

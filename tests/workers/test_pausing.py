@@ -12,9 +12,10 @@ def test_failures_in_a_row_pause_and_a_success_resets_the_count(redis_client: re
     pauses = Pauses(redis_client)
     assert pauses.failed(7, 3, "HTTP 503") == 0
     assert pauses.failed(7, 3, "HTTP 503") == 0
-    assert pauses.gate(7, "item-a").failures == 2  # still flowing, two failures counted
+    assert pauses.gate(7, "item-a").parked is False  # still flowing...
+    assert pauses.state(7) == {"failures": "2"}  # ...with two failures counted
     pauses.succeeded(7)
-    assert pauses.gate(7, "item-a").failures == 0
+    assert pauses.state(7) == {}
     assert [pauses.failed(7, 3, "HTTP 500") for _ in range(4)] == [0, 0, 1, 2]
     state = pauses.state(7)
     assert state["state"] == "paused" and state["reason"] == "3 failed attempts in a row; last: HTTP 500"
@@ -123,3 +124,17 @@ def test_a_pause_by_hand_over_a_pause_after_failures_stops_its_probes(redis_clie
 def test_backoff_and_ramp() -> None:
     assert [probe_delay(n) for n in (0, 1, 2, 3, 9, 10, 100)] == [5, 10, 20, 40, 2560, 3600, 3600]
     assert [drain_size(n) for n in (0, 1, 2, 6, 7, 50)] == [10, 20, 40, 640, 640, 640]
+
+
+def test_a_batch_is_gated_in_one_call_per_item_in_order(redis_client: redis.Redis) -> None:
+    pauses = Pauses(redis_client)
+    pauses.pause(20, "paused by hand")
+    for _ in range(2):
+        pauses.failed(22, 2, "HTTP 503")  # paused after failures: probed
+    items = [(20, "a"), (21, "b"), (22, "c"), (20, "d"), (21, "e")]
+    assert pauses.gate_many(items) == [True, False, True, True, False]
+    assert pauses.buffered(20, 10) == ["a", "d"] and pauses.buffered(22, 10) == ["c"]
+    assert pauses.buffered(21, 10) == []
+    assert redis_client.zscore(keys.DELIVERY_DUE, 20) is None  # by hand: still no probes
+    assert redis_client.zscore(keys.DELIVERY_DUE, 22) is not None
+    assert pauses.gate_many([]) == []

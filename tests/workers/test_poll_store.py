@@ -86,3 +86,17 @@ def test_reconcile_schedules_instances_stored_before_polling_existed(redis_clien
     assert [int(i) for i in redis_client.zrange(keys.POLL_DUE, 0, -1)] == [1]
     assert redis_client.hget(keys.poll_state(1), "since") is not None
     assert PollStore(redis_client).reconcile() == 0
+
+
+def test_a_batch_claims_its_changes_in_one_call_in_order(redis_client: redis.Redis) -> None:
+    reported = Change("orders", "A1", "UPDATED", T, None)
+    redis_client.set(keys.change(1, "orders", "A1"), f"{T + 1} UPDATED {POLL}")
+    fresh = Change("orders", "B2", "UPDATED", T, None)
+    claims = [(1, reported, "wh-1", 3600), (1, fresh, "wh-2", 3600), (2, reported, "wh-3", 60)]
+    assert PollStore(redis_client).claim_webhook_changes(claims) == [False, True, True]
+    assert redis_client.get(keys.change(1, "orders", "A1")) == f"{T + 1} UPDATED {POLL}".encode()
+    assert redis_client.get(keys.change(1, "orders", "B2")) == f"{T} UPDATED wh-2".encode()
+    assert 50 < redis_client.ttl(keys.change(2, "orders", "A1")) <= 60
+    # Claiming again for the same notification (a batch handed the event off) still delivers it.
+    assert PollStore(redis_client).claim_webhook_changes([(1, fresh, "wh-2", 3600)]) == [True]
+    assert PollStore(redis_client).claim_webhook_changes([]) == []
