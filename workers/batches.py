@@ -61,7 +61,7 @@ def deliver_batch(deliveries: list[list[Any]]) -> str:
     pauses = Pauses(ctx.redis)
     outcomes, to_send, rest = _decide(pauses, PollStore(ctx.redis), batch, instances, ctx.settings.dedup_ttl)
     failure: Sent | None = None
-    for n, (event, _, instance_id) in enumerate(to_send):
+    for n, (event, text, instance_id) in enumerate(to_send):
         if n and time.monotonic() - started > BUDGET_SECONDS:
             rest = to_send[n:]
             break
@@ -84,7 +84,7 @@ def deliver_batch(deliveries: list[list[Any]]) -> str:
         if sent.verdict is not None:
             rest, failure = to_send[n:], sent
             break
-        outcomes.append(Outcome(webhook_id, instance_id, "NOTIFIED", attempt=sent.entry))
+        outcomes.append(Outcome(webhook_id, instance_id, text, "NOTIFIED", attempt=sent.entry))
     delivered = sorted({o.instance_id for o in outcomes if o.status == "NOTIFIED"})
     with ctx.redis.pipeline(transaction=False) as pipe:
         DeliveryLog(ctx.redis, ctx.settings.event_retention).finish(outcomes, pipe)
@@ -110,7 +110,7 @@ def _decide(
         if reason is None:
             flowing.append((event, text, instance_id))
         else:
-            outcomes.append(_not_sent(event, instance_id, "SKIPPED", reason))
+            outcomes.append(_not_sent(event, text, instance_id, "SKIPPED", reason))
     try:
         parked = pauses.gate_many([(instance_id, text) for _, text, instance_id in flowing])
     except redis.ResponseError:
@@ -137,18 +137,18 @@ def _decide(
     to_send: list[Delivery] = []
     for (event, text, instance_id), is_parked, change in zip(flowing, parked, changes, strict=True):
         if is_parked:
-            outcomes.append(_not_sent(event, instance_id, "PAUSED", PAUSED_REASON))
+            outcomes.append(_not_sent(event, text, instance_id, "PAUSED", PAUSED_REASON))
         elif change is not None and not next(fresh):
-            outcomes.append(_not_sent(event, instance_id, "SKIPPED", REPORTED))
+            outcomes.append(_not_sent(event, text, instance_id, "SKIPPED", REPORTED))
         else:
             to_send.append((event, text, instance_id))
     return (outcomes, [], to_send) if handed else (outcomes, to_send, [])
 
 
-def _not_sent(event: InboxItem, instance_id: int, status: str, reason: str) -> Outcome:
+def _not_sent(event: InboxItem, text: str, instance_id: int, status: str, reason: str) -> Outcome:
     log.info("delivery.paused" if status == "PAUSED" else "delivery.skipped", reason=reason,
              event_id=event.event_id, instance_id=instance_id)  # fmt: skip
-    return Outcome(event.notification_id(instance_id), instance_id, status, reason)
+    return Outcome(event.notification_id(instance_id), instance_id, text, status, reason)
 
 
 def read_instances(connection: redis.Redis, ids: set[int]) -> dict[int, Instance]:

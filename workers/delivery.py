@@ -87,20 +87,20 @@ def attempt(
         instance = Instance.loads(stored) if stored is not None else None
         reason = skip_reason(event, instance)
         if reason is not None or instance is None:
-            return _skip(events_log, webhook_id, instance_id, reason or "instance deleted")
+            return _skip(events_log, webhook_id, instance_id, item, reason or "instance deleted")
         pauses = Pauses(ctx.redis)
         if failure is not None:
             return _failed(pauses, events_log, item, instance, webhook_id, failure)
         gate = pauses.gate(instance_id, item, drained=drained)
         if gate.parked:
-            events_log.mark(webhook_id, instance_id, "PAUSED", PAUSED_REASON)
+            events_log.mark(webhook_id, instance_id, item, "PAUSED", PAUSED_REASON)
             log.info("delivery.paused")
             return "paused"
         if event.kind == "webhook" and already_reported(event, instance, webhook_id):
-            return _skip(events_log, webhook_id, instance_id, "the poller already reported this change")
+            return _skip(events_log, webhook_id, instance_id, item, "the poller already reported this change")
         sent = send(ctx.client, instance, envelope.build(event, instance), webhook_id)
         if sent.verdict is None:
-            events_log.attempted(webhook_id, instance_id, sent.entry, "NOTIFIED")
+            events_log.attempted(webhook_id, instance_id, item, sent.entry, "NOTIFIED")
             log.info("delivery.succeeded", url=sent.target, status=sent.status, ms=sent.ms)
             if not in_batch:  # a batch says so once, for all its successes
                 # Unconditionally: with several in flight, a success may end a run that began after its gate.
@@ -111,9 +111,9 @@ def attempt(
         return _failed(pauses, events_log, item, instance, webhook_id, sent)
 
 
-def _skip(events_log: DeliveryLog, webhook_id: str, instance_id: int, reason: str) -> str:
+def _skip(events_log: DeliveryLog, webhook_id: str, instance_id: int, item: str, reason: str) -> str:
     log.info("delivery.skipped", reason=reason)
-    events_log.mark(webhook_id, instance_id, "SKIPPED", reason)
+    events_log.mark(webhook_id, instance_id, item, "SKIPPED", reason)
     return "skipped"
 
 
@@ -189,13 +189,13 @@ def _failed(
             return _park(pauses, events_log, item, instance, webhook_id, sent, details)
         delay = next_delay(retries_done, sent.asked)
         if delay is not None:
-            return _retry(events_log, webhook_id, instance.id, sent, delay, retries_done, details)
+            return _retry(events_log, webhook_id, instance.id, item, sent, delay, retries_done, details)
         reason = f"gave up after {retries_done + 1} attempts; last: {verdict.reason}"
     else:
         # A deliberate rejection of this event (or a URL we refuse): the endpoint itself is not down.
         pauses.succeeded(instance.id)
         reason = verdict.reason
-    events_log.attempted(webhook_id, instance.id, sent.entry, "FAILED", reason=reason)
+    events_log.attempted(webhook_id, instance.id, item, sent.entry, "FAILED", reason=reason)
     log.error("delivery.failed", reason=reason, **details)
     if job is not None:
         job.retries_left = 0  # the enqueue-time policy is for crashes, not for this
@@ -203,12 +203,12 @@ def _failed(
 
 
 def _retry(
-    events_log: DeliveryLog, webhook_id: str, instance_id: int, sent: Sent, delay: int, retries_done: int,
-    details: dict[str, Any],
+    events_log: DeliveryLog, webhook_id: str, instance_id: int, item: str, sent: Sent, delay: int,
+    retries_done: int, details: dict[str, Any],
 ) -> Retry:  # fmt: skip
     assert sent.verdict is not None
-    events_log.attempted(webhook_id, instance_id, sent.entry, "DISPATCHED", next_attempt=now_ms() + delay * 1000,
-                         reason=sent.verdict.reason)  # fmt: skip
+    events_log.attempted(webhook_id, instance_id, item, sent.entry, "DISPATCHED",
+                         next_attempt=now_ms() + delay * 1000, reason=sent.verdict.reason)  # fmt: skip
     log.warning("delivery.attempt_failed", reason=sent.verdict.reason, retry_in=delay,
                 retries_left=len(RETRY_SCHEDULE) - retries_done, **details)  # fmt: skip
     return Retry(max=len(RETRY_SCHEDULE), interval=delay)
@@ -224,8 +224,8 @@ def _park(
         job = get_current_job()
         retries_done = (job.number_of_retries or 0) if job is not None else 0
         delay = next_delay(retries_done, sent.asked) or RETRY_SCHEDULE[-1]
-        return _retry(events_log, webhook_id, instance.id, sent, delay, retries_done, details)
-    events_log.attempted(webhook_id, instance.id, sent.entry, "PAUSED", reason=PAUSED_REASON)
+        return _retry(events_log, webhook_id, instance.id, item, sent, delay, retries_done, details)
+    events_log.attempted(webhook_id, instance.id, item, sent.entry, "PAUSED", reason=PAUSED_REASON)
     log.warning("delivery.paused_instance", reason=sent.verdict.reason, **details)
     return "paused"
 
@@ -243,9 +243,9 @@ def on_failure(job: Job, connection: redis.Redis, kind: type, value: BaseExcepti
         webhook_id = InboxItem.loads(item).notification_id(int(instance_id))
         # Only deliveries still under way: one a batch already delivered, skipped or parked stays so.
         if job.retries_left:
-            events_log.mark(webhook_id, int(instance_id), "DISPATCHED", f"{error}; retrying", only_pending=True)
+            events_log.mark(webhook_id, int(instance_id), item, "DISPATCHED", f"{error}; retrying", only_pending=True)
         else:
-            events_log.mark(webhook_id, int(instance_id), "FAILED", f"{error}; retries spent", only_pending=True)
+            events_log.mark(webhook_id, int(instance_id), item, "FAILED", f"{error}; retries spent", only_pending=True)
 
 
 def skip_reason(event: InboxItem, instance: Instance | None) -> str | None:

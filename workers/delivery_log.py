@@ -4,7 +4,9 @@ One record per (event, instance), keyed by the notification id (the
 `Elements-Webhook-Id`, stable across retries and replays):
 
 * `relay:delivery:{id}`: a hash: status, the event summary, the inbox item
-  (kept for replay), when the next attempt is due, why it failed;
+  (kept for replay; written at the first decision on it, because until then the
+  delivery job holds it and one copy of a queued event is enough), when the next
+  attempt is due, why it failed;
 * `relay:delivery:{id}:attempts`: a list of attempts (time, HTTP status or error
   class, ms, at most 2 KB of the answer), the last `MAX_ATTEMPTS` kept;
 * `relay:instance:{id}:deliveries`: a sorted set of the instance's records by
@@ -62,7 +64,7 @@ return 1
 # optional attempt, job id and replay count; refreshes the expiry of the record, its attempts and
 # its instance's index. KEYS: record, attempts. ARGV: status, updated, next_attempt, reason, ttl,
 # index prefix, attempt JSON or '', job id or '', '1' to count a replay, attempts kept,
-# '1' to change only a delivery still RECEIVED or DISPATCHED.
+# '1' to change only a delivery still RECEIVED or DISPATCHED, the inbox item or ''.
 _STATUS = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if ARGV[11] == '1' then
@@ -71,6 +73,7 @@ if ARGV[11] == '1' then
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated', ARGV[2], 'next_attempt', ARGV[3], 'reason', ARGV[4])
 if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'job', ARGV[8]) end
+if ARGV[12] ~= '' then redis.call('HSET', KEYS[1], 'item', ARGV[12]) end
 if ARGV[9] == '1' then redis.call('HINCRBY', KEYS[1], 'replays', 1) end
 local ttl = tonumber(ARGV[5])
 redis.call('EXPIRE', KEYS[1], ttl)
@@ -87,14 +90,15 @@ return 1
 # The status changes of finished attempts, any number in one call (a batch's, or one delivery's): the
 # common case, kept to four commands a record. KEYS: record and attempts of each outcome, then the index
 # of each instance involved. ARGV: updated, ttl, attempts kept, number of outcomes, then status,
-# next_attempt, reason and attempt JSON (or '') of each. An expired record stays gone (EXPIRE says so).
+# next_attempt, reason, attempt JSON (or '') and inbox item of each. An expired record stays gone (EXPIRE
+# says so).
 _FINISH = """
 local n, ttl, kept = tonumber(ARGV[4]), tonumber(ARGV[2]), tonumber(ARGV[3])
 for i = 1, n do
-  local record, attempts, a = KEYS[2 * i - 1], KEYS[2 * i], 4 * i
+  local record, attempts, a = KEYS[2 * i - 1], KEYS[2 * i], 5 * i - 1
   if redis.call('EXPIRE', record, ttl) == 1 then
     redis.call('HSET', record, 'status', ARGV[a + 1], 'updated', ARGV[1], 'next_attempt', ARGV[a + 2],
-               'reason', ARGV[a + 3])
+               'reason', ARGV[a + 3], 'item', ARGV[a + 5])
     if ARGV[a + 4] ~= '' and redis.call('RPUSH', attempts, ARGV[a + 4]) > kept then
       redis.call('LTRIM', attempts, -kept, -1)
     end
@@ -121,6 +125,7 @@ class Outcome:
 
     notification: str
     instance_id: int
+    item: str  # the inbox item, as queued: kept for replay once the job that carried it is gone
     status: str
     reason: str | None = None
     attempt: dict[str, Any] | None = None  # attempt_entry(), when a request was made
@@ -153,7 +158,7 @@ class DeliveryLog:
             pipe.hset(record, mapping={
                 "id": notification, "instance": instance_id, "status": "RECEIVED", "created": created,
                 "updated": created, "event": item.event_id, "kind": item.kind, "store": item.store_id,
-                "summary": orjson.dumps(envelope.events(item)), "item": item.dumps(), "job": job_id, "replays": 0,
+                "summary": orjson.dumps(envelope.events(item)), "job": job_id, "replays": 0,
             })  # fmt: skip
             pipe.expire(record, self.retention)
             indexed.setdefault(instance_id, []).extend([created, notification])
@@ -175,26 +180,27 @@ class DeliveryLog:
         for outcome in outcomes:
             names += [keys.delivery(outcome.notification), keys.delivery_attempts(outcome.notification)]
             attempt = orjson.dumps(outcome.attempt) if outcome.attempt is not None else b""
-            args += [outcome.status, outcome.next_attempt or "", outcome.reason or "", attempt]
+            args += [outcome.status, outcome.next_attempt or "", outcome.reason or "", attempt, outcome.item]
         names += [keys.instance_deliveries(i) for i in sorted({outcome.instance_id for outcome in outcomes})]
         self._finish(keys=names, args=args, client=pipe)
 
     def attempted(
-        self, notification: str, instance_id: int, attempt: dict[str, Any], status: str, *,
+        self, notification: str, instance_id: int, item: str, attempt: dict[str, Any], status: str, *,
         next_attempt: int | None = None, reason: str | None = None,
     ) -> None:  # fmt: skip
-        """Record one attempt and the status it leaves the delivery in (nothing if the record expired)."""
-        self.finish([Outcome(notification, instance_id, status, reason, attempt, next_attempt)])
+        """Record one attempt of delivering `item` and the status it leaves the delivery in (nothing if
+        the record expired)."""
+        self.finish([Outcome(notification, instance_id, item, status, reason, attempt, next_attempt)])
 
     def mark(
-        self, notification: str, instance_id: int, status: str, reason: str, *, only_pending: bool = False
+        self, notification: str, instance_id: int, item: str, status: str, reason: str, *, only_pending: bool = False
     ) -> None:
         """Set a status without an attempt (SKIPPED, PAUSED, or FAILED before any request was made).
         `only_pending`: leave it be unless it is still RECEIVED or DISPATCHED."""
         if only_pending:
-            self._status(notification, status, reason=reason, pending=True)
+            self._status(notification, status, reason=reason, pending=True, item=item)
         else:
-            self.finish([Outcome(notification, instance_id, status, reason)])
+            self.finish([Outcome(notification, instance_id, item, status, reason)])
 
     def resumed(self, pipe: redis.client.Pipeline, notification: str, job_id: str) -> None:
         """A PAUSED delivery is queued again by the drain (in the drain's MULTI)."""
@@ -211,12 +217,12 @@ class DeliveryLog:
     def _status(
         self, notification: str, status: str, *, next_attempt: int | None = None, reason: str | None = None,
         attempt: bytes = b"", job: str = "", replay: bool = False, pipe: redis.client.Pipeline | None = None,
-        pending: bool = False,
+        pending: bool = False, item: str = "",
     ) -> None:  # fmt: skip
         self._set_status(
             keys=[keys.delivery(notification), keys.delivery_attempts(notification)],
             args=[status, now_ms(), next_attempt or "", reason or "", self.retention, keys.PREFIX + "instance:",
-                  attempt, job, "1" if replay else "0", MAX_ATTEMPTS, "1" if pending else "0"],
+                  attempt, job, "1" if replay else "0", MAX_ATTEMPTS, "1" if pending else "0", item],
             client=pipe,
         )  # fmt: skip
 
@@ -231,9 +237,11 @@ def attempt_entry(status: int | None, error: str | None, ms: float, body: bytes 
     }
 
 
-def view(record: dict[str, str], attempts: list[str]) -> dict[str, Any]:
-    """The API view of one record (pure): what happened, attempt by attempt."""
-    item = orjson.loads(record["item"])
+def view(record: dict[str, str], attempts: list[str], queued: str | None = None) -> dict[str, Any]:
+    """The API view of one record (pure): what happened, attempt by attempt. `queued` is the inbox
+    item from the job of a record that has none yet (RECEIVED: nothing was decided on it so far)."""
+    stored = record.get("item") or queued
+    item = orjson.loads(stored) if stored else {}
     next_attempt = record.get("next_attempt")
     return {
         "id": record["id"],

@@ -71,7 +71,7 @@ def _probe(pauses: Pauses, instance: Instance) -> str:
         webhook_id = event.notification_id(instance.id)
         if not already_reported(event, instance, webhook_id):
             break
-        events_log.mark(webhook_id, instance.id, "SKIPPED", "the poller already reported this change")
+        events_log.mark(webhook_id, instance.id, item, "SKIPPED", "the poller already reported this change")
         pauses.drop_head(instance.id, item)
     else:
         pauses.wait(instance.id, 1)
@@ -81,11 +81,11 @@ def _probe(pauses: Pauses, instance: Instance) -> str:
     if verdict is None or not (verdict.retry or verdict.gone):
         status = "NOTIFIED" if verdict is None else "FAILED"
         reason = None if verdict is None else verdict.reason
-        events_log.attempted(webhook_id, instance.id, sent.entry, status, reason=reason)
+        events_log.attempted(webhook_id, instance.id, item, sent.entry, status, reason=reason)
         pauses.probe_reached(instance.id, item)
         log.info("delivery.resumed", url=sent.target, status=sent.status, probed=webhook_id)
         return "resumed"
-    events_log.attempted(webhook_id, instance.id, sent.entry, "PAUSED", reason=PAUSED_REASON)
+    events_log.attempted(webhook_id, instance.id, item, sent.entry, "PAUSED", reason=PAUSED_REASON)
     if verdict.gone:
         pauses.pause(instance.id, f"{verdict.reason}; resume by hand once it is back")
         return "gone"

@@ -17,8 +17,9 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from rq.job import Job
 
-from workers import keys
+from workers import jobs, keys
 from workers.delivery_log import STATUSES, view
 from workers.inbox import InboxItem, notification_id
 
@@ -78,18 +79,36 @@ async def one(connection: aioredis.Redis, instance_id: int, notification: str) -
 
 
 async def _load(connection: aioredis.Redis, instance_id: int, notifications: list[str]) -> list[dict[str, Any] | None]:
-    """Views of several notifications in one round trip; None for those gone or not the instance's."""
+    """Views of several notifications in one round trip (two when some are still queued); None for
+    those gone or not the instance's."""
     async with connection.pipeline(transaction=False) as pipe:
         for notification in notifications:
             pipe.hgetall(keys.delivery(notification))
             pipe.lrange(keys.delivery_attempts(notification), 0, -1)
         replies = await pipe.execute()
+    records = [{k.decode(): v.decode() for k, v in record.items()} for record in replies[::2]]
+    queued = await _queued_items(connection, records)
     views: list[dict[str, Any] | None] = []
-    for record, attempts in zip(replies[::2], replies[1::2], strict=True):
-        fields = {k.decode(): v.decode() for k, v in record.items()}
+    for fields, attempts in zip(records, replies[1::2], strict=True):
         ok = bool(fields) and fields.get("instance") == str(instance_id)
-        views.append(view(fields, [a.decode() for a in attempts]) if ok else None)
+        views.append(view(fields, [a.decode() for a in attempts], queued.get(fields.get("id", ""))) if ok else None)
     return views
+
+
+async def _queued_items(connection: aioredis.Redis, records: list[dict[str, str]]) -> dict[str, str]:
+    """The inbox items of records not yet decided on, by notification id, read from their jobs."""
+    waiting = [record for record in records if record and "item" not in record and record.get("job")]
+    if not waiting:
+        return {}
+    async with connection.pipeline(transaction=False) as pipe:
+        for record in waiting:
+            pipe.hget(Job.key_for(record["job"]), "data")
+        found = await pipe.execute()
+    items: dict[str, str] = {}
+    for data in found:
+        for text, instance_id in jobs.carried_items(data) if data else []:
+            items[InboxItem.loads(text).notification_id(instance_id)] = text
+    return items
 
 
 async def page(

@@ -12,8 +12,10 @@ were queued for, and instances sharing a URL share one limit: the last one queue
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
+import orjson
 from redis.client import Pipeline
 from rq import Callback, Queue, Retry
 from rq.job import Job
@@ -97,3 +99,15 @@ def enqueue(queue: Queue, jobs: list[Job], pipe: Pipeline) -> None:
             queue._enqueue_rate_limited_job(job, pipeline=pipe)
         else:
             queue._enqueue_job(job, pipeline=pipe)
+
+
+def carried_items(data: bytes) -> list[tuple[str, int]]:
+    """The (inbox item, instance id) pairs a single or batch delivery job carries, from the job's
+    stored `data` field (zlib-compressed serialised call, as RQ's `Job.restore` reads it). The event
+    log shows a queued delivery's payload from here: until its first decision, only the job holds it."""
+    func, _, args, _ = orjson.loads(zlib.decompress(data))  # our queues use RQ's JSONSerializer
+    if func == "workers.batches.deliver_batch":
+        return [(text, int(instance_id)) for text, instance_id in args[0]]
+    if func == "workers.delivery.deliver":
+        return [(args[0], int(args[1]))]
+    return []

@@ -8,10 +8,14 @@ from typing import Any
 
 import httpx
 import redis
+from rq import Queue
+from rq.serializers import JSONSerializer
 
 from tests.conftest import AUTH, OTHER_AUTH, WorkerProcess
 from tests.support.ecwid import create_custom, post_webhook, webhook
 from tests.support.servers import CallbackServer, Reply
+from workers import keys
+from workers.dispatcher import Dispatcher
 
 
 def story(api: httpx.Client, instance_id: int, event: str) -> dict[str, Any]:
@@ -162,3 +166,26 @@ def test_the_log_pages_newest_first_filters_and_refuses_bad_queries(
     )  # fmt: skip
     in_flight = api.post(base + "/evt-0/replay", headers={"Authorization": OTHER_AUTH})
     assert in_flight.status_code == 404
+
+
+def test_a_queued_event_shows_its_payload_which_the_job_alone_holds(
+    api: httpx.Client, callbacks: CallbackServer, redis_client: redis.Redis
+) -> None:
+    """Until the first decision on a delivery, its payload is in the delivery job only (one copy of a
+    queued event); the log still shows it, for single and batch jobs alike."""
+    instance = create_custom(api, f"{callbacks.url}/hook")
+    queue = Queue(keys.DELIVERY_QUEUE, connection=redis_client, serializer=JSONSerializer)
+    dispatcher = Dispatcher(redis_client, queue, "test-dispatcher", retention=3600)
+    sent = {}
+    for event_ids in (["q-1"], ["q-2", "q-3"]):  # a single job, then a batch of two
+        for event_id in event_ids:
+            sent[event_id] = webhook(event_id, entity_id=int(event_id[-1]))
+            assert post_webhook(api, sent[event_id]).status_code == 200
+        assert dispatcher.step(block=1.0) == len(event_ids)
+    for event_id, body in sent.items():
+        found = story(api, instance["id"], event_id)
+        notification = found["id"]
+        assert found["status"] == "RECEIVED" and found["attempts"] == []
+        assert redis_client.hexists(keys.delivery(notification), "item") == 0  # not stored twice
+        assert json.loads(found["providerData"]) == body
+    assert redis_client.llen(f"rq:queue:{keys.DELIVERY_QUEUE}") == 2

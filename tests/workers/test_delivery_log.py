@@ -52,7 +52,7 @@ def test_retention_counts_from_the_last_change_and_expired_records_are_not_reviv
         pipe.execute()
     first = item(0).notification_id(7)
     time.sleep(1.5)
-    log.mark(first, 7, "PAUSED", "waiting")  # a change: two more seconds from now
+    log.mark(first, 7, item(0).dumps(), "PAUSED", "waiting")  # a change: two more seconds from now
     time.sleep(1.0)
     with redis_client.pipeline(transaction=True) as pipe:
         log.received(pipe, item(1), 7, "job-1")  # indexing sweeps what is past the retention...
@@ -62,7 +62,7 @@ def test_retention_counts_from_the_last_change_and_expired_records_are_not_reviv
     assert redis_client.hget(keys.delivery(first), "status") == b"PAUSED"
     time.sleep(1.2)
     assert redis_client.exists(keys.delivery(first)) == 0  # expired by Redis itself
-    log.mark(first, 7, "FAILED", "too late")
+    log.mark(first, 7, item(0).dumps(), "FAILED", "too late")
     with redis_client.pipeline(transaction=True) as pipe:
         log.resumed(pipe, first, "job-x")
         pipe.execute()
@@ -171,17 +171,26 @@ def test_outcomes_of_a_batch_are_written_in_one_call(redis_client: redis.Redis) 
     first, second, gone = (item(n).notification_id(7) for n in range(3))
     redis_client.expire(keys.instance_deliveries(7), 10)
     for _ in range(MAX_ATTEMPTS):
-        log.attempted(first, 7, attempt_entry(503, None, 1.0), "DISPATCHED", next_attempt=5, reason="HTTP 503")
+        log.attempted(
+            first, 7, "queued", attempt_entry(503, None, 1.0), "DISPATCHED", next_attempt=5, reason="HTTP 503"
+        )
     log.finish([
-        Outcome(first, 7, "NOTIFIED", attempt=attempt_entry(200, None, 2.5, b"ok")),
-        Outcome(second, 7, "SKIPPED", "events not enabled"),
-        Outcome(gone, 7, "NOTIFIED", attempt=attempt_entry(200, None, 1.0)),
+        Outcome(first, 7, "item-0", "NOTIFIED", attempt=attempt_entry(200, None, 2.5, b"ok")),
+        Outcome(second, 7, "item-1", "SKIPPED", "events not enabled"),
+        Outcome(gone, 7, "item-2", "NOTIFIED", attempt=attempt_entry(200, None, 1.0)),
     ])  # fmt: skip
     record = {k.decode(): v.decode() for k, v in redis_client.hgetall(keys.delivery(first)).items()}
-    assert (record["status"], record["reason"], record["next_attempt"]) == ("NOTIFIED", "", "")
+    assert (record["status"], record["reason"], record["next_attempt"], record["item"]) == (
+        "NOTIFIED",
+        "",
+        "",
+        "item-0",
+    )
     attempts = [orjson.loads(raw) for raw in redis_client.lrange(keys.delivery_attempts(first), 0, -1)]
     assert len(attempts) == MAX_ATTEMPTS and (attempts[-1]["status"], attempts[-1]["body"]) == (200, "ok")
-    assert redis_client.hmget(keys.delivery(second), "status", "reason") == [b"SKIPPED", b"events not enabled"]
+    assert redis_client.hmget(keys.delivery(second), "status", "reason", "item") == [
+        b"SKIPPED", b"events not enabled", b"item-1"
+    ]  # fmt: skip
     assert redis_client.exists(keys.delivery_attempts(second)) == 0
     assert redis_client.exists(keys.delivery(gone), keys.delivery_attempts(gone)) == 0  # never received: not made
     assert 3590 < redis_client.ttl(keys.instance_deliveries(7)) <= 3600  # the index lives as long as its records
