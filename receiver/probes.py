@@ -66,6 +66,11 @@ class _Snapshot(Collector):
         if stats is None:
             return
         yield GaugeMetricFamily("relay_inbox_depth", "Accepted events not yet dispatched to RQ.", value=stats.inbox)
+        yield GaugeMetricFamily(
+            "relay_pending_depth",
+            "Events waiting in callback URLs' pending lists for a runner job.",
+            value=stats.pending,
+        )
         for name, help_text, values in (
             ("relay_queue_depth", "RQ jobs waiting to run, per queue.", stats.queued),
             ("relay_queue_scheduled", "RQ jobs waiting for their retry time, per queue.", stats.scheduled),

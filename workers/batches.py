@@ -1,14 +1,14 @@
-"""Batched deliveries: several events for one callback URL in one RQ job.
+"""Batched deliveries: what is pending for one callback URL, in one RQ job.
 
-Under load the dispatcher finds several events for the same callback URL in one
-take from the inbox (an app's instances often share one endpoint); it gives them to
-one job instead of one job each, and the URL's concurrency limit counts the batch as
-the one request in flight it is. RQ's own work per job (dequeue, registries,
-heartbeats, rate limiter, cleanup: about 45 Redis commands in 15 round trips, see
-docs/performance.md) is then paid once per batch, and so is ours: a batch reads its
-instances in one MGET, passes all its events through the pause gate and the polling
-dedup in one script call each, sends them one by one, and writes the event log for
-all of them in one script call at the end. Each event is decided exactly as a single
+The dispatcher appends events to their callback URL's pending list and keeps one
+runner job per URL waiting to start (workers/pending.py). A runner takes up to
+MAX_EVENTS entries when it starts, so a backlog leaves in full batches and a lone
+event at once. RQ's own work per job (dequeue, registries, heartbeats, rate
+limiter, cleanup: about 45 Redis commands in 15 round trips, see
+docs/performance.md) is paid once per batch, and so is ours: a batch reads its
+instances in one MGET, passes all its events through the pause gate and the
+polling dedup in one script call each, sends them one by one, and records every
+outcome in one transaction at the end. Each event is decided exactly as a single
 delivery decides it (workers/delivery.py: skip, park, already reported, send).
 
 A batch never decides on failures. At its first failed attempt it hands that event
@@ -23,15 +23,15 @@ change again for the same notification is harmless).
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import redis
 import structlog
-from rq import Queue
+from redis.client import Pipeline
+from rq import Queue, get_current_job
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from workers import context, envelope, jobs, keys
+from workers import context, envelope, jobs, keys, metrics, pending
 from workers.delivery import PAUSED_REASON, Sent, reported_change, send, skip_reason
 from workers.delivery_log import DeliveryLog, Outcome
 from workers.inbox import InboxItem
@@ -41,29 +41,56 @@ from workers.poll_store import PollStore, marker_ttl
 
 log = structlog.get_logger(logger_name="workers.batches")
 
-MAX_EVENTS = 50
+MAX_EVENTS = 200
 BUDGET_SECONDS = 1.0
 REPORTED = "the poller already reported this change"
 
 Delivery = tuple[InboxItem, str, int]  # the item, as queued, and the instance it goes to
 
 
-def deliver_batch(deliveries: list[list[Any]]) -> str:
-    """Deliver `deliveries`, [inbox item, instance id] each, in order. They share a callback URL
-    (and so its concurrency limit). Returns a summary such as "delivered 48, handed off 2".
+def run_pending(url: str) -> str:
+    """The runner job of callback URL `url` (workers/pending.py): deliver what it takes of the URL's
+    pending entries (or what this job took before its worker died). Returns a summary such as
+    "delivered 48, handed off 2".
 
-    Raises (and RQ retries the whole batch) only when Redis fails before anything was sent or
-    while the outcomes are written; an attempt that crashes hands it and the rest off instead."""
+    Raises (and RQ runs it again, with what it took) only when Redis fails before anything was
+    sent or while the outcomes are written."""
+    ctx = context.current()
+    job = get_current_job()
+    job_id = job.id if job is not None else pending.runner_job_id(url)
+    taken, left = pending.take(ctx.redis, url, job_id, MAX_EVENTS, BUDGET_SECONDS)
+    if not taken:
+        return "nothing pending"
+    instances = read_instances(ctx.redis, {instance_id for _, instance_id in taken})
+    limiter = instances.get(taken[-1][1])
+    queue = Queue(keys.DELIVERY_QUEUE, connection=ctx.redis, serializer=JSONSerializer)
+    if left:
+        # Start the next batch beside this one now, up to the URL's concurrency limit.
+        pending.ensure_runner(ctx.redis, queue, url, limiter)
+    batch = [(InboxItem.loads(text), text, instance_id) for text, instance_id in taken]
+    with structlog.contextvars.bound_contextvars(url=url):
+        summary, gave_back = deliver(url, job_id, batch, instances)
+        log.info("batch.done", events=len(batch), summary=summary)
+    if gave_back:
+        pending.ensure_runner(ctx.redis, queue, url, limiter)
+    return summary
+
+
+def deliver(url: str, job_id: str, batch: list[Delivery], instances: dict[int, Instance]) -> tuple[str, int]:
+    """Deliver runner `job_id`'s `batch` in order, until the first failure or BUDGET_SECONDS. Then,
+    in one transaction: record every outcome; hand the failed event (with its attempt) to a job of
+    its own; give what is left back to the head of the URL's pending list; clear the taken list.
+    Returns the summary and how many entries were given back."""
     started = time.monotonic()
     ctx = context.current()
-    batch: list[Delivery] = [(InboxItem.loads(text), text, int(i)) for text, i in deliveries]
-    instances = read_instances(ctx.redis, {instance_id for *_, instance_id in batch})
     pauses = Pauses(ctx.redis)
-    outcomes, to_send, rest = _decide(pauses, PollStore(ctx.redis), batch, instances, ctx.settings.dedup_ttl)
+    outcomes, to_send, singles = _decide(pauses, PollStore(ctx.redis), batch, instances, ctx.settings.dedup_ttl)
+    back: list[Delivery] = []
     failure: Sent | None = None
+    spent, sends = 0.0, 0
     for n, (event, text, instance_id) in enumerate(to_send):
         if n and time.monotonic() - started > BUDGET_SECONDS:
-            rest = to_send[n:]
+            back = to_send[n:]
             break
         webhook_id = event.notification_id(instance_id)
         instance = instances[instance_id]
@@ -77,23 +104,29 @@ def deliver_batch(deliveries: list[list[Any]]) -> str:
                     log.info("delivery.succeeded", url=sent.target, status=sent.status, ms=sent.ms)
         except Exception:
             # Not the endpoint's doing (a bad record, a bug): this event and the rest become single
-            # jobs, each with its own crash retries, instead of the batch being run again.
+            # jobs, each with its own crash retries, so one bad event cannot stall the URL.
             log.exception("batch.attempt_crashed", position=n)
-            rest = to_send[n:]
+            singles = to_send[n:]
             break
+        spent, sends = spent + sent.ms, sends + 1
         if sent.verdict is not None:
-            rest, failure = to_send[n:], sent
+            failure, singles, back = sent, to_send[n : n + 1], to_send[n + 1 :]
             break
         outcomes.append(Outcome(webhook_id, instance_id, text, "NOTIFIED", attempt=sent.entry))
     delivered = sorted({o.instance_id for o in outcomes if o.status == "NOTIFIED"})
-    with ctx.redis.pipeline(transaction=False) as pipe:
+    with ctx.redis.pipeline(transaction=True) as pipe:
         DeliveryLog(ctx.redis, ctx.settings.event_retention).finish(outcomes, pipe)
         for instance_id in delivered:
             # Once per instance, and before any failure handed off is judged: successes end a failure run.
             pauses.succeeded(instance_id, pipe)
+        if singles:
+            hand_off(pipe, [(text, instance_id) for _, text, instance_id in singles], failure, instances)
+        pending.finish(pipe, url, job_id, [pending.entry(text, i) for _, text, i in back], spent / max(sends, 1))
         pipe.execute()
-    handed_off = hand_off([[text, i] for _, text, i in rest], failure, instances) if rest else 0
-    return _summary(outcomes, handed_off)
+    if singles:
+        log.info("batch.handed_off", events=len(singles))
+    metrics.observe_batch([o.status for o in outcomes], [o.attempt["ms"] / 1000 for o in outcomes if o.attempt])
+    return _summary(outcomes, len(singles), len(back)), len(back)
 
 
 def _decide(
@@ -161,29 +194,24 @@ def read_instances(connection: redis.Redis, ids: set[int]) -> dict[int, Instance
 
 
 def hand_off(
-    deliveries: list[list[Any]], failure: Sent | None = None, instances: dict[int, Instance] | None = None
-) -> int:
-    """Queue each of `deliveries` as a single delivery job (one MULTI), and point the event log at it.
-    `failure` is the first one's failed attempt: its job decides on it instead of sending again."""
+    pipe: Pipeline, deliveries: list[tuple[str, int]], failure: Sent | None, instances: dict[int, Instance]
+) -> None:
+    """In `pipe` (a MULTI): queue each of `deliveries`, (inbox item, instance id), as a single
+    delivery job, and point the event log at it. `failure` is the first one's failed attempt: its
+    job decides on it instead of sending again."""
     ctx = context.current()
     queue = Queue(keys.DELIVERY_QUEUE, connection=ctx.redis, serializer=JSONSerializer)
-    if instances is None:
-        instances = read_instances(ctx.redis, {int(instance_id) for _, instance_id in deliveries})
     events_log = DeliveryLog(ctx.redis, ctx.settings.event_retention)
     created: list[Job] = []
-    with ctx.redis.pipeline(transaction=True) as pipe:
-        for n, (text, instance_id) in enumerate(deliveries):
-            event = InboxItem.loads(text)
-            notification = event.notification_id(int(instance_id))
-            job_id = f"dlv-{ordered_id(n)}-{notification.replace('-', '')}"
-            decided = failure.dumps() if failure is not None and n == 0 else None
-            created.append(jobs.delivery_job(queue, event, text, int(instance_id), instances.get(int(instance_id)),
-                                             job_id, failure=decided))  # fmt: skip
-            events_log.handed_off(pipe, notification, job_id)
-        jobs.enqueue(queue, created, pipe)
-        pipe.execute()
-    log.info("batch.handed_off", events=len(deliveries))
-    return len(deliveries)
+    for n, (text, instance_id) in enumerate(deliveries):
+        event = InboxItem.loads(text)
+        notification = event.notification_id(instance_id)
+        job_id = f"dlv-{ordered_id(n)}-{notification.replace('-', '')}"
+        decided = failure.dumps() if failure is not None and n == 0 else None
+        created.append(jobs.delivery_job(queue, event, text, instance_id, instances.get(instance_id), job_id,
+                                         failure=decided))  # fmt: skip
+        events_log.handed_off(pipe, notification, job_id)
+    jobs.enqueue(queue, created, pipe)
 
 
 def ordered_id(position: int) -> str:
@@ -192,10 +220,10 @@ def ordered_id(position: int) -> str:
     return f"{time.time_ns():016x}{position:04x}"
 
 
-def _summary(outcomes: list[Outcome], handed_off: int) -> str:
+def _summary(outcomes: list[Outcome], handed_off: int, given_back: int) -> str:
     counts: dict[str, int] = {}
     for outcome in outcomes:
         what = {"NOTIFIED": "delivered", "SKIPPED": "skipped", "PAUSED": "paused"}[outcome.status]
         counts[what] = counts.get(what, 0) + 1
     parts = [f"{what} {count}" for what, count in sorted(counts.items())]
-    return ", ".join([*parts, f"handed off {handed_off}"])
+    return ", ".join([*parts, f"handed off {handed_off}", f"given back {given_back}"])

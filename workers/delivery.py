@@ -27,7 +27,7 @@ from rq import Retry, get_current_job
 from rq.job import Job
 from standardwebhooks.webhooks import Webhook
 
-from workers import context, envelope, keys
+from workers import context, envelope, keys, pending
 from workers.changes import OBJECTS, Change
 from workers.delivery_log import BODY_EXCERPT, DeliveryLog, attempt_entry, now_ms
 from workers.failures import RETRY_SCHEDULE, Verdict, judge_status, next_delay, retry_after
@@ -65,16 +65,11 @@ def deliver(item: str, instance_id: int, drained: bool = False, failure: dict[st
     job = get_current_job()
     if job is not None and (job.number_of_retries or job.latest_result() is not None):
         failure = None  # RQ runs the job again (a retry, or requeued from the failed registry): that one sends
-    outcome = attempt(item, instance_id, drained=drained, failure=Sent.loads(failure) if failure else None)
-    assert not isinstance(outcome, Sent)  # only batches receive their failures back
-    return outcome
+    return attempt(item, instance_id, drained=drained, failure=Sent.loads(failure) if failure else None)
 
 
-def attempt(
-    item: str, instance_id: int, *, drained: bool = False, in_batch: bool = False, failure: Sent | None = None
-) -> str | Retry | Sent:
-    """One delivery attempt, as `deliver` describes. `in_batch` (workers/batches.py): a failed
-    attempt is returned, unrecorded, for the batch to hand to a job of its own."""
+def attempt(item: str, instance_id: int, *, drained: bool = False, failure: Sent | None = None) -> str | Retry:
+    """One delivery attempt, as `deliver` describes."""
     event = InboxItem.loads(item)
     webhook_id = event.notification_id(instance_id)
     with structlog.contextvars.bound_contextvars(
@@ -102,12 +97,9 @@ def attempt(
         if sent.verdict is None:
             events_log.attempted(webhook_id, instance_id, item, sent.entry, "NOTIFIED")
             log.info("delivery.succeeded", url=sent.target, status=sent.status, ms=sent.ms)
-            if not in_batch:  # a batch says so once, for all its successes
-                # Unconditionally: with several in flight, a success may end a run that began after its gate.
-                pauses.succeeded(instance_id)
+            # Unconditionally: with several in flight, a success may end a run that began after its gate.
+            pauses.succeeded(instance_id)
             return "delivered"
-        if in_batch:
-            return sent
         return _failed(pauses, events_log, item, instance, webhook_id, sent)
 
 
@@ -235,8 +227,9 @@ def on_failure(job: Job, connection: redis.Redis, kind: type, value: BaseExcepti
     crashed, or Redis blinked). Says so in the event log; RQ retries on the enqueue-time policy."""
     if isinstance(value, DeliveryFailed):
         return  # decided and logged by the job itself
-    # A batch job (workers/batches.py) carries [item, instance id] pairs; RQ retries the whole batch.
-    deliveries = job.args[0] if isinstance(job.args[0], list) else [job.args[:2]]
+    # A runner (workers/batches.py) delivers what it took; RQ runs it again with what it took.
+    runner = job.func_name == "workers.batches.run_pending"
+    deliveries = pending.carried(connection, job.id) if runner else [job.args[:2]]
     error = f"unexpected {kind.__name__} in the relay"
     events_log = DeliveryLog(connection, context.current().settings.event_retention)
     for item, instance_id in deliveries:

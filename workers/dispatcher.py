@@ -27,7 +27,7 @@ from rq import Queue, Retry
 from rq.job import Job
 from rq.queue import EnqueueData
 
-from workers import batches, jobs, keys
+from workers import jobs, keys, pending
 from workers.delivery_log import DeliveryLog
 from workers.inbox import InboxItem
 from workers.instances import Instance
@@ -42,6 +42,7 @@ HEARTBEAT_SECONDS = 5.0
 ORPHAN_AFTER_SECONDS = float(keys.DISPATCHER_DEAD_AFTER)
 DEAD_LETTERS = keys.PREFIX + "inbox:malformed"
 DUE_CHECK_SECONDS = 1.0
+SWEEP_SECONDS = 60.0
 
 # Move up to ARGV[1] more items from the inbox to the dispatching list, stopping when the inbox is
 # empty: one round trip that costs as many moves as there are items (a pipeline of BATCH - 1 LMOVEs
@@ -69,6 +70,7 @@ class Dispatcher:
         self._last_heartbeat = 0.0
         self._take_more = connection.register_script(_TAKE_MORE)
         self._last_due_check = 0.0
+        self._last_sweep = time.monotonic()
 
     def run(self, stop: threading.Event) -> None:
         """Dispatch until `stop` is set. Survives Redis outages by backing off."""
@@ -109,11 +111,16 @@ class Dispatcher:
         self.recover_orphans(now)
 
     def check_due(self) -> None:
-        """Once a second: start the probes and drain steps of paused instances that are due."""
+        """Once a second: start the probes and drain steps of paused instances that are due. Once a
+        minute: make sure every callback URL with pending events has a runner (workers/pending.py)."""
         now = time.monotonic()
         if now - self._last_due_check >= DUE_CHECK_SECONDS:
             self._last_due_check = now
             self.schedule_due()
+        if now - self._last_sweep >= SWEEP_SECONDS:
+            self._last_sweep = now
+            if needed := pending.sweep(self.redis, self.queue):
+                log.warning("dispatcher.runners_requeued", urls=needed)
 
     def recover_orphans(self, now: float) -> int:
         """Move the items of dead dispatchers back to the inbox. Returns how many."""
@@ -148,53 +155,56 @@ class Dispatcher:
             except (ValueError, KeyError, TypeError):
                 malformed.append(raw)
         instances = self._instances({i for item, _ in decoded for i in item.instances})
-        created: list[Job] = []
         results: list[EnqueueData] = []
-        records: list[tuple[InboxItem, int, str]] = []  # event log entries: (item, instance, job id)
-        replays: list[tuple[str, str]] = []  # (notification id, job id)
+        replays: list[InboxItem] = []
+        singles: list[tuple[InboxItem, str, int]] = []  # deliveries to instances without a callback URL
         by_url: dict[str, list[tuple[InboxItem, str, int]]] = {}
         for item, text in decoded:
             if item.kind == "results":
                 results.append(_results_job(item, text))
             elif item.kind == "replay":
-                for notification, job in self._replay_jobs(item, instances.get(item.instances[0])):
-                    created.append(job)
-                    replays.append((notification, job.id))
+                replays.append(item)
             else:
                 for instance_id in item.instances:
                     instance = instances.get(instance_id)
-                    url = instance.callback_url if instance is not None and instance.callback_url else ""
-                    by_url.setdefault(url or f"instance {instance_id}", []).append((item, text, instance_id))
-        # Several events for one callback URL in this take go out in one batch job (workers/batches.py).
-        for group in by_url.values():
-            if len(group) == 1:
-                item, text, instance_id = group[0]
-                job_id = "dlv-" + _hex(item.notification_id(instance_id))
-                created.append(jobs.delivery_job(self.queue, item, text, instance_id, instances.get(instance_id),
-                                                 job_id))  # fmt: skip
-                records.append((item, instance_id, job_id))
-                continue
-            for start in range(0, len(group), batches.MAX_EVENTS):
-                chunk = group[start : start + batches.MAX_EVENTS]
-                job_id = f"dlb-{batches.ordered_id(start)}-{uuid.uuid4().hex[:8]}"
-                # The limit of the URL is the last queued instance's (workers/jobs.py): the chunk's last.
-                limiter = instances.get(chunk[-1][2])
-                created.append(jobs.batch_job(self.queue, [[text, i] for _, text, i in chunk], limiter, job_id))
-                records.extend((item, instance_id, job_id) for item, _, instance_id in chunk)
-        with self.redis.pipeline(transaction=True) as pipe:
+                    if instance is not None and instance.callback_url:
+                        by_url.setdefault(keys.endpoint_limit(instance.callback_url), []).append(
+                            (item, text, instance_id)
+                        )
+                    else:
+                        singles.append((item, text, instance_id))  # its job says SKIPPED, and why
+
+        created: list[Job] = []
+        records: list[tuple[InboxItem, int, str]] = []  # event log entries: (item, instance, job id)
+        for item, text, instance_id in singles:
+            job_id = "dlv-" + _hex(item.notification_id(instance_id))
+            created.append(jobs.delivery_job(self.queue, item, text, instance_id, None, job_id))
+            records.append((item, instance_id, job_id))
+        replayed = [pair for item in replays for pair in self._replay_jobs(item, instances.get(item.instances[0]))]
+        created.extend(job for _, job in replayed)
+        for url, group in by_url.items():
+            records.extend((item, instance_id, f"url:{url}") for item, _, instance_id in group)
+
+        def fill(pipe: redis.client.Pipeline, idle: set[str]) -> None:
+            # Events for a callback URL wait in its pending list for the URL's runner (workers/pending.py).
+            for url, group in by_url.items():
+                entries = [pending.entry(text, instance_id) for _, text, instance_id in group]
+                # The limit of the URL is the last queued instance's (workers/jobs.py): the group's last.
+                pending.append(pipe, self.queue, url, entries, instances.get(group[-1][2]), idle=url in idle)
             jobs.enqueue(self.queue, created, pipe)
             if results:
                 self.poll_queue.enqueue_many(results, pipeline=pipe)
             self.log.received_many(pipe, records)
-            for notification, job_id in replays:
-                self.log.replayed(pipe, notification, job_id)
+            for notification, job in replayed:
+                self.log.replayed(pipe, notification, job.id)
             if malformed:
                 pipe.lpush(DEAD_LETTERS, *malformed)
             pipe.delete(self.processing)
-            pipe.execute()
+
+        pending.transaction(self.redis, set(by_url), fill)
         if malformed:
             log.error("dispatcher.malformed_items", count=len(malformed), kept_in=DEAD_LETTERS)
-        log.debug("dispatcher.dispatched", events=len(items) - len(malformed), jobs=len(created))
+        log.debug("dispatcher.dispatched", events=len(items) - len(malformed), urls=len(by_url))
 
     def _instances(self, ids: set[int]) -> dict[int, Instance]:
         """The instances a batch goes to (for their callback URL and concurrency), in one MGET."""

@@ -96,8 +96,9 @@ async def _load(connection: aioredis.Redis, instance_id: int, notifications: lis
 
 
 async def _queued_items(connection: aioredis.Redis, records: list[dict[str, str]]) -> dict[str, str]:
-    """The inbox items of records not yet decided on, by notification id, read from their jobs."""
-    waiting = [record for record in records if record and "item" not in record and record.get("job")]
+    """The inbox items of records not yet decided on, by notification id, read from their delivery
+    jobs. (Events waiting in a callback URL's pending list, workers/pending.py, show none yet.)"""
+    waiting = [record for record in records if record and "item" not in record and record.get("job", "")[:4] == "dlv-"]
     if not waiting:
         return {}
     async with connection.pipeline(transaction=False) as pipe:
@@ -106,7 +107,9 @@ async def _queued_items(connection: aioredis.Redis, records: list[dict[str, str]
         found = await pipe.execute()
     items: dict[str, str] = {}
     for data in found:
-        for text, instance_id in jobs.carried_items(data) if data else []:
+        carried = jobs.carried_item(data) if data else None
+        if carried is not None:
+            text, instance_id = carried
             items[InboxItem.loads(text).notification_id(instance_id)] = text
     return items
 

@@ -50,19 +50,15 @@ def delivery_job(
     )
 
 
-def batch_job(queue: Queue, deliveries: list[list[Any]], instance: Instance | None, job_id: str) -> Job:
-    """A job delivering several [serialised item, instance id] in order (workers/batches.py), all
-    to `instance`'s callback URL.
-
-    Limited per callback URL like a single delivery: a batch sends one request at a time, so it
-    holds one slot. Crash retries as for a single delivery; a retried batch sends again what it
-    had sent (at least once; receivers deduplicate on Elements-Webhook-Id).
-    """
+def runner_job(queue: Queue, url: str, instance: Instance | None, job_id: str) -> Job:
+    """A job delivering what is pending for callback URL `url` when it starts (workers/pending.py),
+    limited per URL like a single delivery. Crash retries as for a single delivery: RQ runs it again
+    after its worker died, and it delivers again what it had taken (at least once)."""
     return queue.create_job(
-        "workers.batches.deliver_batch",
-        args=(deliveries,),
+        "workers.batches.run_pending",
+        args=(url,),
         job_id=job_id,
-        description=f"deliver {len(deliveries)} events to {instance.id if instance else '?'} and others on its URL",
+        description=f"deliver what is pending for {url}",
         **_delivery_options(instance),
     )
 
@@ -101,13 +97,9 @@ def enqueue(queue: Queue, jobs: list[Job], pipe: Pipeline) -> None:
             queue._enqueue_job(job, pipeline=pipe)
 
 
-def carried_items(data: bytes) -> list[tuple[str, int]]:
-    """The (inbox item, instance id) pairs a single or batch delivery job carries, from the job's
-    stored `data` field (zlib-compressed serialised call, as RQ's `Job.restore` reads it). The event
-    log shows a queued delivery's payload from here: until its first decision, only the job holds it."""
+def carried_item(data: bytes) -> tuple[str, int] | None:
+    """The (inbox item, instance id) a single delivery job carries, from the job's stored `data`
+    field (zlib-compressed serialised call, as RQ's `Job.restore` reads it). The event log shows a
+    queued delivery's payload from here: until its first decision, only the job holds it."""
     func, _, args, _ = orjson.loads(zlib.decompress(data))  # our queues use RQ's JSONSerializer
-    if func == "workers.batches.deliver_batch":
-        return [(text, int(instance_id)) for text, instance_id in args[0]]
-    if func == "workers.delivery.deliver":
-        return [(args[0], int(args[1]))]
-    return []
+    return (args[0], int(args[1])) if func == "workers.delivery.deliver" and len(args) >= 2 else None

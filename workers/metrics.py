@@ -71,6 +71,18 @@ def observe_job(func_name: str | None, result: object, error: BaseException | No
             POLL_ERRORS.inc()
 
 
+def observe_batch(statuses: list[str], delivered_seconds: list[float]) -> None:
+    """Count what a runner decided (workers/batches.py): its events' event-log statuses, and the
+    time of each successful attempt. Events it handed to jobs of their own are counted by those."""
+    for status in statuses:
+        DELIVERIES.labels(outcome=_BATCH_OUTCOMES[status]).inc()
+    for seconds in delivered_seconds:
+        DELIVERY_SECONDS.labels(outcome="delivered").observe(seconds)
+
+
+_BATCH_OUTCOMES = {"NOTIFIED": "delivered", "SKIPPED": "skipped", "PAUSED": "paused"}
+
+
 def serve(port: int, host: str = "0.0.0.0") -> None:
     """Serve this process's metrics at http://host:port/metrics, from a daemon thread."""
     start_http_server(port, addr=host)

@@ -100,7 +100,7 @@ def instances(settings: Settings, action: str, instance_id: int | None, store_id
 
 def _failed_entry(job: Job) -> dict[str, Any]:
     entry: dict[str, Any] = {"id": job.id, "queue": job.origin, "function": job.func_name}
-    if job.func_name == "workers.delivery.deliver" and len(job.args) == 2:
+    if job.func_name == "workers.delivery.deliver" and len(job.args) >= 2:
         item = InboxItem.loads(job.args[0])
         entry.update(instanceId=job.args[1], eventId=item.event_id, storeId=item.store_id, kind=item.kind)
     else:

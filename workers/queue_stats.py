@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from workers import keys
+from workers import keys, pending
 
 MAX_STATES = 10_000  # instances (and callback URLs) read per scrape; more than that is an incident anyway
 RATE_LIMIT_KEYS = "rq:rl-keys"  # RQ's set of RateLimit keys (rq/rate_limit.py)
@@ -29,7 +29,8 @@ def _registry(kind: str, name: str) -> str:
 
 @dataclass(frozen=True)
 class QueueStats:
-    inbox: int  # accepted events not yet turned into delivery jobs
+    inbox: int  # accepted events not yet dispatched
+    pending: int  # events waiting in callback URLs' pending lists for a runner (workers/pending.py)
     queued: dict[str, int]  # RQ jobs waiting to run, per queue
     scheduled: dict[str, int]  # jobs waiting for a retry time, per queue
     started: dict[str, int]  # jobs running now, per queue
@@ -44,6 +45,7 @@ class QueueStats:
     def as_dict(self) -> dict[str, object]:
         return {
             "inbox": self.inbox,
+            "pending": self.pending,
             "queued": self.queued,
             "scheduled": self.scheduled,
             "started": self.started,
@@ -61,13 +63,14 @@ async def read(connection: aioredis.Redis) -> QueueStats:
         pipe.time()
         pipe.srandmember(keys.DELIVERY_PAUSED, MAX_STATES)
         pipe.srandmember(RATE_LIMIT_KEYS, MAX_STATES)
+        pipe.srandmember(pending.URLS, MAX_STATES)
         pipe.llen(keys.INBOX)
         pipe.zcard(keys.POLL_DISABLED)
         for queue in keys.QUEUES:
             pipe.llen(_queue(queue))
             for kind in ("scheduled", "wip", "failed"):
                 pipe.zcard(_registry(kind, queue))
-        (seconds, _), pausing, limits, *counts = await pipe.execute()
+        (seconds, _), pausing, limits, urls, *counts = await pipe.execute()
     inbox, disabled, *per_queue = [int(value) for value in counts]
     by_queue = {queue: per_queue[4 * i : 4 * i + 4] for i, queue in enumerate(keys.QUEUES)}
     async with connection.pipeline(transaction=False) as pipe:
@@ -77,8 +80,11 @@ async def read(connection: aioredis.Redis) -> QueueStats:
             pipe.hget(keys.delivery_state(int(instance_id)), "state")
         for limit in limits:
             pipe.zcard(f"rq:rl:{limit.decode()}:rate_limited")
+        for url in urls:
+            pipe.llen(pending.pending(url.decode()))
         dispatchers, *rest = await pipe.execute()
-    states, held = rest[: len(pausing)], rest[len(pausing) :]
+    states, held = rest[: len(pausing)], rest[len(pausing) : len(pausing) + len(limits)]
+    waiting = rest[len(pausing) + len(limits) :]
     counts_by_state = {"paused": 0, "draining": 0}
     for state in states:
         name = state.decode() if isinstance(state, bytes) else state
@@ -86,6 +92,7 @@ async def read(connection: aioredis.Redis) -> QueueStats:
             counts_by_state[name] += 1
     return QueueStats(
         inbox=inbox,
+        pending=sum(int(n) for n in waiting),
         queued={queue: values[0] for queue, values in by_queue.items()},
         scheduled={queue: values[1] for queue, values in by_queue.items()},
         started={queue: values[2] for queue, values in by_queue.items()},

@@ -14,6 +14,7 @@ from rq.serializers import JSONSerializer
 from tests.faults.conftest import send, subscribe
 from tests.support.ledger import Answer, Figures, LedgerServer
 from tests.support.processes import Receiver, Worker
+from workers import pending
 from workers.inbox import InboxItem
 from workers.settings import Settings
 
@@ -23,9 +24,11 @@ WORKERS = 4
 
 
 def webhook_ids_of(r: redis.Redis, job_id: str) -> set[str]:
-    """The notification ids a delivery job carries: one, or a batch's (workers/batches.py)."""
+    """The notification ids a delivery job carries: one, or what a URL's runner took
+    (workers/pending.py)."""
     job = Job.fetch(job_id, connection=r, serializer=JSONSerializer)
-    deliveries = job.args[0] if isinstance(job.args[0], list) else [job.args[:2]]
+    runner = job.func_name == "workers.batches.run_pending"
+    deliveries = pending.carried(r, job_id) if runner else [job.args[:2]]
     return {InboxItem.loads(item).notification_id(int(instance_id)) for item, instance_id in deliveries}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ from tests.support.ecwid import create_custom, post_webhook, webhook
 from tests.support.servers import CallbackServer, Reply
 from workers import keys
 from workers.dispatcher import Dispatcher
+from workers.settings import Settings
 
 
 def story(api: httpx.Client, instance_id: int, event: str) -> dict[str, Any]:
@@ -168,24 +170,26 @@ def test_the_log_pages_newest_first_filters_and_refuses_bad_queries(
     assert in_flight.status_code == 404
 
 
-def test_a_queued_event_shows_its_payload_which_the_job_alone_holds(
-    api: httpx.Client, callbacks: CallbackServer, redis_client: redis.Redis
+def test_a_queued_event_is_stored_once_and_shows_its_payload_from_its_first_attempt(
+    api: httpx.Client, callbacks: CallbackServer, redis_client: redis.Redis, settings: Settings, tmp_path: Path
 ) -> None:
-    """Until the first decision on a delivery, its payload is in the delivery job only (one copy of a
-    queued event); the log still shows it, for single and batch jobs alike."""
+    """While it waits in its callback URL's pending list, an event's payload is there only (one copy
+    of a queued event): the log shows its summary and no providerData. From the first decision on it,
+    the log record keeps the payload (for replay)."""
     instance = create_custom(api, f"{callbacks.url}/hook")
     queue = Queue(keys.DELIVERY_QUEUE, connection=redis_client, serializer=JSONSerializer)
     dispatcher = Dispatcher(redis_client, queue, "test-dispatcher", retention=3600)
-    sent = {}
-    for event_ids in (["q-1"], ["q-2", "q-3"]):  # a single job, then a batch of two
-        for event_id in event_ids:
-            sent[event_id] = webhook(event_id, entity_id=int(event_id[-1]))
-            assert post_webhook(api, sent[event_id]).status_code == 200
-        assert dispatcher.step(block=1.0) == len(event_ids)
-    for event_id, body in sent.items():
-        found = story(api, instance["id"], event_id)
-        notification = found["id"]
-        assert found["status"] == "RECEIVED" and found["attempts"] == []
-        assert redis_client.hexists(keys.delivery(notification), "item") == 0  # not stored twice
-        assert json.loads(found["providerData"]) == body
-    assert redis_client.llen(f"rq:queue:{keys.DELIVERY_QUEUE}") == 2
+    body = webhook("q-1", entity_id=7)
+    assert post_webhook(api, body).status_code == 200
+    assert dispatcher.step(block=1.0) == 1
+    queued = story(api, instance["id"], "q-1")
+    assert (queued["status"], queued["attempts"], queued["providerData"]) == ("RECEIVED", [], None)
+    assert [(e["objectType"], e["objectId"]) for e in queued["events"]] == [("orders", "7")]
+    assert redis_client.hexists(keys.delivery(queued["id"]), "item") == 0
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        callbacks.wait_for(1)
+        delivered = wait_for_status(api, instance["id"], "q-1", "NOTIFIED")
+    finally:
+        worker.stop()
+    assert json.loads(delivered["providerData"]) == body

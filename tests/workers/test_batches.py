@@ -40,7 +40,7 @@ def test_events_queued_together_go_out_in_one_job_in_order(
         worker.stop()
     assert [r.json()["message"]["raw"]["eventId"] for r in received] == [f"b-{n}" for n in range(5)]
     assert len({r.headers["elements-webhook-id"] for r in received}) == 5
-    assert "deliver 5 events to 1 and others on its URL" in worker.logs()
+    assert '"summary": "delivered 5, handed off 0, given back 0"' in worker.logs()  # one runner took all five
     assert [record(redis_client, 1003, f"b-{n}", instance["id"]) for n in range(5)] == [("NOTIFIED", [200])] * 5
 
 
@@ -64,7 +64,10 @@ def test_a_failure_in_a_batch_is_decided_as_for_a_single_delivery(
     assert 3.0 <= received[5].at - received[1].at <= 8.0  # RQ's Retry, the first step of the schedule
     assert len(callbacks.received) == 6
     logs = worker.logs()
-    assert '"events": 4, "event": "batch.handed_off"' in logs
+    # The failed event goes to a job of its own, the rest back to the URL's pending list, in order.
+    assert '"summary": "delivered 1, handed off 1, given back 3"' in logs  # f-0 sent, f-1 failed
+    assert '"summary": "handed off 1, given back 2"' in logs  # f-2 refused
+    assert '"summary": "delivered 2, handed off 0, given back 0"' in logs
     assert record(redis_client, 1003, "f-1", instance["id"]) == ("NOTIFIED", [503, 200])
     assert record(redis_client, 1003, "f-2", instance["id"]) == ("FAILED", [400])
     assert [record(redis_client, 1003, f"f-{n}", instance["id"]) for n in (0, 3, 4)] == [("NOTIFIED", [200])] * 3
@@ -87,7 +90,7 @@ def test_instances_sharing_a_callback_url_share_batches(
     assert [(r.json()["message"]["instanceId"], r.json()["message"]["raw"]["eventId"]) for r in received] == [
         (instance["id"], f"s-{store}-{n}") for n in range(3) for instance, store in ((first, 7001), (second, 7002))
     ]
-    assert "deliver 6 events to" in worker.logs()
+    assert '"summary": "delivered 6, handed off 0, given back 0"' in worker.logs()
     for instance, store in ((first, 7001), (second, 7002)):
         assert [record(redis_client, store, f"s-{store}-{n}", instance["id"]) for n in range(3)] == [
             ("NOTIFIED", [200])
@@ -144,7 +147,7 @@ def test_a_batch_decides_each_event_as_a_single_delivery_would(
         worker.stop()
     assert [r.json()["message"]["raw"]["eventId"] for r in received] == ["m-7101-0", "m-7103-0", "m-7101-1"]
     assert len(callbacks.received) == 3
-    assert "deliver 6 events to" in worker.logs()
+    assert '"summary": "delivered 3, paused 2, skipped 1, handed off 0, given back 0"' in worker.logs()
     assert [record(redis_client, 7101, f"m-7101-{n}", flowing["id"]) for n in range(2)] == [("NOTIFIED", [200])] * 2
     assert [record(redis_client, 7102, f"m-7102-{n}", paused["id"]) for n in range(2)] == [("PAUSED", [])] * 2
     buffered = redis_client.lrange(keys.delivery_buffer(paused["id"]), 0, -1)

@@ -1,0 +1,201 @@
+"""Per-callback-URL pending lists: a backlog waits here, so that it leaves in full batches.
+
+The dispatcher appends each event for a callback URL to that URL's pending list
+and makes sure that one runner job for the URL is waiting to start. A runner
+(`workers.batches.run_pending`) takes up to a batch of entries when it *starts*,
+not when it was queued: what accumulated while the URL's earlier runners were
+busy leaves as one batch, and a lone event still goes out at once. Runners are
+RQ jobs under the URL's `RateLimit`, so the per-URL concurrency limit counts
+batches in flight. (Making one job per event, or per dispatcher take, instead
+paid RQ's ~45 commands per job for batches of one or two at a steady rate: see
+docs/performance.md.)
+
+Keys, per callback URL (`url` is `keys.endpoint_limit` of it):
+
+* `relay:url:{url}:pending`: entries "<instance id> <inbox item>", oldest first;
+* `relay:url:{url}:runner`: the id of the runner waiting to start, if any (with a
+  TTL, so that a runner job lost by hand, `rq empty` say, cannot stall the URL);
+* `relay:runner:{job id}:taken`: what a started runner took and has not finished;
+* `relay:urls:pending` (a set): URLs that had entries lately, for the backlog metrics.
+
+Nothing is lost:
+
+* appending, naming the waiting runner and queueing it are one MULTI under WATCH
+  of the runner key: a runner that starts meanwhile clears the key, so the
+  transaction fails and is tried again, and queues a new runner;
+* a runner moves what it takes to its `taken` list in one script, and entries
+  leave that list only in the transaction that records their outcomes or hands
+  them to jobs of their own. RQ runs a runner whose worker died again (its crash
+  retries), and it starts with what it had taken;
+* a runner that leaves entries behind queues a successor, unless one waits.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+import redis
+from redis.client import Pipeline
+from rq import Queue
+
+from workers import jobs, keys
+from workers.instances import Instance
+
+RUNNER_TTL = 600  # seconds a runner may wait to start before another may be queued beside it
+URLS = keys.PREFIX + "urls:pending"
+
+# KEYS: pending, taken, runner, pace. ARGV: this runner's job id, most to take, budget ms. Returns
+# {entries, left}: what this runner delivers (what it took before, if RQ runs it again after a
+# crash), and how many entries are still pending. It takes as many as the URL answered within the
+# budget lately (the pace: ms per request of its last batch), so a slow endpoint gets small batches.
+_TAKE = """
+if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
+local entries = redis.call('LRANGE', KEYS[2], 0, -1)
+if #entries == 0 then
+  local most, pace = tonumber(ARGV[2]), tonumber(redis.call('GET', KEYS[4]) or '0')
+  if pace > 0 then most = math.max(1, math.min(most, math.floor(tonumber(ARGV[3]) / pace))) end
+  entries = redis.call('LRANGE', KEYS[1], 0, most - 1)
+  if #entries > 0 then
+    redis.call('RPUSH', KEYS[2], unpack(entries))
+    redis.call('LTRIM', KEYS[1], #entries, -1)
+  end
+end
+return {entries, redis.call('LLEN', KEYS[1])}
+"""
+PACE_TTL = 3600
+
+
+def pending(url: str) -> str:
+    return f"{keys.PREFIX}url:{url}:pending"
+
+
+def runner(url: str) -> str:
+    return f"{keys.PREFIX}url:{url}:runner"
+
+
+def pace(url: str) -> str:
+    return f"{keys.PREFIX}url:{url}:pace"
+
+
+def taken(job_id: str) -> str:
+    return f"{keys.PREFIX}runner:{job_id}:taken"
+
+
+def entry(text: str, instance_id: int) -> str:
+    return f"{instance_id} {text}"
+
+
+def parse(raw: bytes | str) -> tuple[str, int]:
+    """An entry's (inbox item, instance id)."""
+    instance_id, text = (raw.decode() if isinstance(raw, bytes) else raw).split(" ", 1)
+    return text, int(instance_id)
+
+
+def runner_job_id(url: str) -> str:
+    return f"run-{url.replace(':', '-')}-{uuid.uuid4().hex[:12]}"
+
+
+def transaction(
+    connection: redis.Redis, urls: set[str], fill: Callable[[Pipeline, set[str]], None], attempts: int = 20
+) -> None:
+    """Run `fill(pipe, idle)` in a MULTI under WATCH of the runner keys of `urls`, and execute it;
+    `idle` are the URLs with no runner waiting, for which `fill` must queue one (`append`). Tries
+    again when a runner started meanwhile. Raises redis.WatchError after `attempts` conflicts."""
+    names = [runner(url) for url in sorted(urls)]
+    for attempt in range(attempts):
+        with connection.pipeline(transaction=True) as pipe:
+            try:
+                if names:
+                    pipe.watch(*names)  # type: ignore[no-untyped-call]
+                    waiting = pipe.mget(names)
+                else:
+                    waiting = []
+                idle = {url for url, job in zip(sorted(urls), waiting, strict=True) if job is None}
+                pipe.multi()
+                fill(pipe, idle)
+                pipe.execute()
+                return
+            except redis.WatchError:
+                if attempt == attempts - 1:
+                    raise
+
+
+def append(pipe: Pipeline, queue: Queue, url: str, entries: list[str], limiter: Instance | None, *, idle: bool) -> None:
+    """In `pipe` (a MULTI from `transaction`): add `entries` to the URL's pending list and, if no
+    runner waits (`idle`), queue one under the URL's limit (`limiter`: an instance calling it)."""
+    if entries:
+        pipe.rpush(pending(url), *entries)
+        pipe.sadd(URLS, url)
+    if idle:
+        job_id = runner_job_id(url)
+        pipe.set(runner(url), job_id, ex=RUNNER_TTL)
+        jobs.enqueue(queue, [jobs.runner_job(queue, url, limiter, job_id)], pipe)
+
+
+def take(connection: redis.Redis, url: str, job_id: str, most: int, budget: float) -> tuple[list[tuple[str, int]], int]:
+    """What runner `job_id` delivers: the entries it took before (run again after a crash), or as
+    many pending ones as the URL's pace lets it send in `budget` seconds (at most `most`), moved to
+    its taken list. Returns them and how many are left pending."""
+    script = connection.register_script(_TAKE)
+    names = [pending(url), taken(job_id), runner(url), pace(url)]
+    entries, left = script(keys=names, args=[job_id, most, int(budget * 1000)])
+    return [parse(raw) for raw in entries], int(left)
+
+
+def finish(pipe: Pipeline, url: str, job_id: str, back: list[str], ms_per_request: float) -> None:
+    """In `pipe` (the runner's closing MULTI): put `back` at the head of the pending list, in order;
+    clear the runner's taken list; remember the URL's pace. The caller then ensures a runner if
+    it gave anything back."""
+    if back:
+        pipe.lpush(pending(url), *reversed(back))
+    pipe.delete(taken(job_id))
+    if ms_per_request > 0:
+        pipe.set(pace(url), f"{ms_per_request:.3f}", ex=PACE_TTL)
+
+
+def ensure_runner(connection: redis.Redis, queue: Queue, url: str, limiter: Instance | None) -> None:
+    """Queue a runner for the URL if entries are pending and none waits to start."""
+
+    def fill(pipe: Pipeline, idle: set[str]) -> None:
+        if idle:
+            append(pipe, queue, url, [], limiter, idle=True)
+
+    if connection.llen(pending(url)):
+        transaction(connection, {url}, fill)
+
+
+def carried(connection: redis.Redis, job_id: str) -> list[tuple[str, int]]:
+    """What a runner had taken and not finished (for the failure callback)."""
+    return [parse(raw) for raw in connection.lrange(taken(job_id), 0, -1)]
+
+
+# KEYS: the set of URLs, the URL's pending list. ARGV: the URL. Forget it if nothing is pending
+# (the dispatcher adds it again with its next entry).
+_FORGET = "if redis.call('LLEN', KEYS[2]) == 0 then return redis.call('SREM', KEYS[1], ARGV[1]) end return 0"
+
+
+def sweep(connection: redis.Redis, queue: Queue) -> int:
+    """Queue a runner for each URL with entries pending and no runner waiting, and forget URLs with
+    nothing pending. Returns how many URLs needed a runner.
+
+    Runners keep themselves going (a runner that dies is run again by RQ, and queues its successor);
+    this covers what they cannot: a waiting runner's job removed by hand (`rq empty`, say), whose
+    runner key would otherwise hold the URL for RUNNER_TTL and then until the URL's next event."""
+    urls = sorted(raw.decode() for raw in connection.smembers(URLS))  # type: ignore[union-attr]
+    with connection.pipeline(transaction=False) as pipe:
+        for url in urls:
+            pipe.llen(pending(url))
+            pipe.exists(runner(url))
+        replies = pipe.execute()
+    forget = connection.register_script(_FORGET)
+    needed = 0
+    for url, length, waiting in zip(urls, replies[::2], replies[1::2], strict=True):
+        if not length:
+            forget(keys=[URLS, pending(url)], args=[url])
+        elif not waiting:
+            first = connection.lindex(pending(url), 0)
+            stored = connection.get(keys.instance(parse(first)[1])) if first is not None else None
+            ensure_runner(connection, queue, url, Instance.loads(stored) if stored is not None else None)
+            needed += 1
+    return needed
