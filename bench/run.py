@@ -321,7 +321,8 @@ def sample_notification(stack: Stack) -> bytes:
 
 
 def queued_memory(stack: Stack, plan: Plan, directory: Path) -> dict[str, Any]:
-    """Redis bytes per event with a 1 KB webhook body: in the inbox, then as delivery jobs."""
+    """Redis bytes per event with a 1 KB webhook body: in the inbox, then dispatched (waiting in the
+    callback URL's pending list, with its event log record)."""
     stack.reset()
     instances = stack.create_instances(1)
     receiver, url = stack.receiver()
@@ -347,7 +348,7 @@ def queued_memory(stack: Stack, plan: Plan, directory: Path) -> dict[str, Any]:
 
 
 def dispatch_all(stack: Stack) -> None:
-    """Turn the inbox into delivery jobs with the project's dispatcher, without delivering them."""
+    """Dispatch the inbox with the project's dispatcher, without delivering anything."""
     from rq import Queue
     from rq.serializers import JSONSerializer
 

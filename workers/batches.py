@@ -23,6 +23,7 @@ change again for the same notification is harmless).
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import redis
 import structlog
@@ -43,6 +44,9 @@ log = structlog.get_logger(logger_name="workers.batches")
 
 MAX_EVENTS = 200
 BUDGET_SECONDS = 1.0
+# An answer that took this long is noted in Redis at once (one write, a few percent of the request),
+# so that a crash re-sends only what was on the wire; faster ones are re-sent, a second's worth at most.
+NOTE_ANSWERS_MS = 10.0
 REPORTED = "the poller already reported this change"
 
 Delivery = tuple[InboxItem, str, int]  # the item, as queued, and the instance it goes to
@@ -53,38 +57,65 @@ def run_pending(url: str) -> str:
     pending entries (or what this job took before its worker died). Returns a summary such as
     "delivered 48, handed off 2".
 
-    Raises (and RQ runs it again, with what it took) only when Redis fails before anything was
-    sent or while the outcomes are written."""
+    Raises (and RQ runs it again, with what it took) only when Redis fails: before anything was
+    sent, while an answer is noted, or while the outcomes are written."""
     ctx = context.current()
     job = get_current_job()
     job_id = job.id if job is not None else pending.runner_job_id(url)
-    taken, left = pending.take(ctx.redis, url, job_id, MAX_EVENTS, BUDGET_SECONDS)
-    if not taken:
+    taken = pending.take(ctx.redis, url, job_id, MAX_EVENTS, BUDGET_SECONDS)
+    if not taken.entries:
         return "nothing pending"
-    instances = read_instances(ctx.redis, {instance_id for _, instance_id in taken})
-    limiter = instances.get(taken[-1][1])
+    instances = read_instances(ctx.redis, {instance_id for _, instance_id in taken.entries})
+    limiter = instances.get(taken.entries[-1][1])
     queue = Queue(keys.DELIVERY_QUEUE, connection=ctx.redis, serializer=JSONSerializer)
-    if left:
+    if taken.left:
         # Start the next batch beside this one now, up to the URL's concurrency limit.
         pending.ensure_runner(ctx.redis, queue, url, limiter)
-    batch = [(InboxItem.loads(text), text, instance_id) for text, instance_id in taken]
+    answered: dict[str, dict[str, Any]] = {}
+    if taken.crashes:
+        # Its worker died mid-batch. What it noted as answered is recorded, not sent again; the
+        # rest is sent again in order, at once, in the slot of the URL's limit this job holds.
+        # After a second crash each goes to a job of its own, so that an event that kills workers
+        # cannot take the others down with it again.
+        answered = pending.read_answered(ctx.redis, job_id)
+        log.warning("batch.resumed_after_crash", events=len(taken.entries), answered=len(answered),
+                    crashes=taken.crashes)  # fmt: skip
+    batch = [(InboxItem.loads(text), text, instance_id) for text, instance_id in taken.entries]
     with structlog.contextvars.bound_contextvars(url=url):
-        summary, gave_back = deliver(url, job_id, batch, instances)
+        summary, gave_back = deliver(url, job_id, batch, instances, answered, isolate=taken.crashes > 1)
         log.info("batch.done", events=len(batch), summary=summary)
     if gave_back:
         pending.ensure_runner(ctx.redis, queue, url, limiter)
     return summary
 
 
-def deliver(url: str, job_id: str, batch: list[Delivery], instances: dict[int, Instance]) -> tuple[str, int]:
+def deliver(
+    url: str,
+    job_id: str,
+    batch: list[Delivery],
+    instances: dict[int, Instance],
+    answered: dict[str, dict[str, Any]] | None = None,
+    *,
+    isolate: bool = False,
+) -> tuple[str, int]:
     """Deliver runner `job_id`'s `batch` in order, until the first failure or BUDGET_SECONDS. Then,
     in one transaction: record every outcome; hand the failed event (with its attempt) to a job of
     its own; give what is left back to the head of the URL's pending list; clear the taken list.
-    Returns the summary and how many entries were given back."""
+    Events in `answered` (noted before the runner's worker died) are recorded, not sent; with
+    `isolate`, each of the others goes to a job of its own, unsent. Returns the summary and how
+    many entries were given back."""
     started = time.monotonic()
     ctx = context.current()
     pauses = Pauses(ctx.redis)
     outcomes, to_send, singles = _decide(pauses, PollStore(ctx.redis), batch, instances, ctx.settings.dedup_ttl)
+    if answered:
+        done = [d for d in to_send if d[0].notification_id(d[2]) in answered]
+        to_send = [d for d in to_send if d[0].notification_id(d[2]) not in answered]
+        for event, text, instance_id in done:
+            webhook_id = event.notification_id(instance_id)
+            outcomes.append(Outcome(webhook_id, instance_id, text, "NOTIFIED", attempt=answered[webhook_id]))
+    if isolate:
+        singles, to_send = singles + to_send, []
     back: list[Delivery] = []
     failure: Sent | None = None
     spent, sends = 0.0, 0
@@ -112,6 +143,8 @@ def deliver(url: str, job_id: str, batch: list[Delivery], instances: dict[int, I
         if sent.verdict is not None:
             failure, singles, back = sent, to_send[n : n + 1], to_send[n + 1 :]
             break
+        if sent.ms >= NOTE_ANSWERS_MS:
+            pending.note_answered(ctx.redis, job_id, webhook_id, sent.entry)
         outcomes.append(Outcome(webhook_id, instance_id, text, "NOTIFIED", attempt=sent.entry))
     delivered = sorted({o.instance_id for o in outcomes if o.status == "NOTIFIED"})
     with ctx.redis.pipeline(transaction=True) as pipe:

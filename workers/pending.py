@@ -16,6 +16,9 @@ Keys, per callback URL (`url` is `keys.endpoint_limit` of it):
 * `relay:url:{url}:runner`: the id of the runner waiting to start, if any (with a
   TTL, so that a runner job lost by hand, `rq empty` say, cannot stall the URL);
 * `relay:runner:{job id}:taken`: what a started runner took and has not finished;
+* `relay:runner:{job id}:crashes`: how often its worker died with that (TTL 1 day);
+* `relay:runner:{job id}:answered`: the attempts it has had answered so far, noted as they come
+  when the URL is slow enough for a write to cost little against a request;
 * `relay:urls:pending` (a set): URLs that had entries lately, for the backlog metrics.
 
 Nothing is lost:
@@ -26,7 +29,10 @@ Nothing is lost:
 * a runner moves what it takes to its `taken` list in one script, and entries
   leave that list only in the transaction that records their outcomes or hands
   them to jobs of their own. RQ runs a runner whose worker died again (its crash
-  retries), and it starts with what it had taken;
+  retries), and it starts with what it had taken: it records those it noted as
+  answered and sends the rest again as a batch after one crash and, after a
+  second, hands each to a job of its own, so that an event that kills workers
+  takes down two batches at most;
 * a runner that leaves entries behind queues a successor, unless one waits.
 """
 
@@ -34,7 +40,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
+import orjson
 import redis
 from redis.client import Pipeline
 from rq import Queue
@@ -45,25 +54,35 @@ from workers.instances import Instance
 RUNNER_TTL = 600  # seconds a runner may wait to start before another may be queued beside it
 URLS = keys.PREFIX + "urls:pending"
 
-# KEYS: pending, taken, runner, pace. ARGV: this runner's job id, most to take, budget ms. Returns
-# {entries, left}: what this runner delivers (what it took before, if RQ runs it again after a
-# crash), and how many entries are still pending. It takes as many as the URL answered within the
-# budget lately (the pace: ms per request of its last batch), so a slow endpoint gets small batches.
+# KEYS: pending, taken, runner, pace, crashes. ARGV: this runner's job id, most to take, budget ms,
+# most to take at an unknown pace. Returns {entries, left, crashes}: what this runner delivers, how
+# many entries are still pending, and how many times a worker died running it with these entries
+# (RQ runs it again with what it took before). It takes as many as the URL answered within the
+# budget lately (the pace: ms per request of its last batch), so a slow endpoint gets small batches
+# (and a URL whose pace is not known yet, a few).
 _TAKE = """
 if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
 local entries = redis.call('LRANGE', KEYS[2], 0, -1)
-if #entries == 0 then
-  local most, pace = tonumber(ARGV[2]), tonumber(redis.call('GET', KEYS[4]) or '0')
-  if pace > 0 then most = math.max(1, math.min(most, math.floor(tonumber(ARGV[3]) / pace))) end
-  entries = redis.call('LRANGE', KEYS[1], 0, most - 1)
-  if #entries > 0 then
-    redis.call('RPUSH', KEYS[2], unpack(entries))
-    redis.call('LTRIM', KEYS[1], #entries, -1)
-  end
+if #entries > 0 then
+  local crashes = redis.call('INCR', KEYS[5])
+  redis.call('EXPIRE', KEYS[5], 86400)
+  return {entries, redis.call('LLEN', KEYS[1]), crashes}
 end
-return {entries, redis.call('LLEN', KEYS[1])}
+local most, pace = tonumber(ARGV[2]), tonumber(redis.call('GET', KEYS[4]) or '0')
+if pace > 0 then
+  most = math.max(1, math.min(most, math.floor(tonumber(ARGV[3]) / pace)))
+else
+  most = math.min(most, tonumber(ARGV[4]))
+end
+entries = redis.call('LRANGE', KEYS[1], 0, most - 1)
+if #entries > 0 then
+  redis.call('RPUSH', KEYS[2], unpack(entries))
+  redis.call('LTRIM', KEYS[1], #entries, -1)
+end
+return {entries, redis.call('LLEN', KEYS[1]), 0}
 """
 PACE_TTL = 3600
+FIRST_TAKE = 10  # entries a runner takes for a URL whose pace is not known (new, or idle for PACE_TTL)
 
 
 def pending(url: str) -> str:
@@ -80,6 +99,14 @@ def pace(url: str) -> str:
 
 def taken(job_id: str) -> str:
     return f"{keys.PREFIX}runner:{job_id}:taken"
+
+
+def crashes(job_id: str) -> str:
+    return f"{keys.PREFIX}runner:{job_id}:crashes"
+
+
+def answered(job_id: str) -> str:
+    return f"{keys.PREFIX}runner:{job_id}:answered"
 
 
 def entry(text: str, instance_id: int) -> str:
@@ -133,14 +160,21 @@ def append(pipe: Pipeline, queue: Queue, url: str, entries: list[str], limiter: 
         jobs.enqueue(queue, [jobs.runner_job(queue, url, limiter, job_id)], pipe)
 
 
-def take(connection: redis.Redis, url: str, job_id: str, most: int, budget: float) -> tuple[list[tuple[str, int]], int]:
+@dataclass(frozen=True)
+class Taken:
+    entries: list[tuple[str, int]]  # (inbox item, instance id), in order
+    left: int  # entries still pending for the URL
+    crashes: int  # 0, or how often a worker died running this runner with these entries
+
+
+def take(connection: redis.Redis, url: str, job_id: str, most: int, budget: float) -> Taken:
     """What runner `job_id` delivers: the entries it took before (run again after a crash), or as
     many pending ones as the URL's pace lets it send in `budget` seconds (at most `most`), moved to
-    its taken list. Returns them and how many are left pending."""
+    its taken list."""
     script = connection.register_script(_TAKE)
-    names = [pending(url), taken(job_id), runner(url), pace(url)]
-    entries, left = script(keys=names, args=[job_id, most, int(budget * 1000)])
-    return [parse(raw) for raw in entries], int(left)
+    names = [pending(url), taken(job_id), runner(url), pace(url), crashes(job_id)]
+    entries, left, crashed = script(keys=names, args=[job_id, most, int(budget * 1000), FIRST_TAKE])
+    return Taken([parse(raw) for raw in entries], int(left), int(crashed))
 
 
 def finish(pipe: Pipeline, url: str, job_id: str, back: list[str], ms_per_request: float) -> None:
@@ -149,7 +183,7 @@ def finish(pipe: Pipeline, url: str, job_id: str, back: list[str], ms_per_reques
     it gave anything back."""
     if back:
         pipe.lpush(pending(url), *reversed(back))
-    pipe.delete(taken(job_id))
+    pipe.delete(taken(job_id), crashes(job_id), answered(job_id))
     if ms_per_request > 0:
         pipe.set(pace(url), f"{ms_per_request:.3f}", ex=PACE_TTL)
 
@@ -163,6 +197,18 @@ def ensure_runner(connection: redis.Redis, queue: Queue, url: str, limiter: Inst
 
     if connection.llen(pending(url)):
         transaction(connection, {url}, fill)
+
+
+def note_answered(connection: redis.Redis, job_id: str, webhook_id: str, attempt: dict[str, Any]) -> None:
+    """Note that runner `job_id` had `webhook_id` answered (the event log's attempt record), so that
+    a run after its worker died records it instead of sending it again."""
+    connection.rpush(answered(job_id), orjson.dumps([webhook_id, attempt]))
+
+
+def read_answered(connection: redis.Redis, job_id: str) -> dict[str, dict[str, Any]]:
+    """What runner `job_id` noted as answered: notification id -> attempt record."""
+    noted = connection.lrange(answered(job_id), 0, -1)
+    return {webhook_id: attempt for webhook_id, attempt in map(orjson.loads, noted)}
 
 
 def carried(connection: redis.Redis, job_id: str) -> list[tuple[str, int]]:

@@ -47,7 +47,7 @@ from workers.transport import callback_client
 log = structlog.get_logger(logger_name="workers.worker")
 
 # How often some worker looks for abandoned jobs (RQ's default is 10 minutes).
-MAINTENANCE_INTERVAL = 10
+MAINTENANCE_INTERVAL = 3
 # A running job's heartbeat is renewed every HEARTBEAT_INTERVAL seconds by a thread; a job
 # not renewed for ABANDONED_AFTER seconds belongs to a dead worker. RQ's SimpleWorker
 # sends no heartbeat while a job runs, so it has to wait out the job's timeout + 60 s.

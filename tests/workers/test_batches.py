@@ -122,6 +122,42 @@ def test_an_event_that_crashes_in_a_batch_does_not_hold_back_or_resend_the_other
     assert record(redis_client, 1003, "p-2", instance["id"])[0] == "NOTIFIED"
 
 
+def test_a_batch_whose_worker_dies_is_sent_again_then_split_into_jobs_of_their_own(
+    api: httpx.Client, callbacks: CallbackServer, settings: Settings, tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    """kill -9 mid-batch: RQ runs the batch again, which records what was answered (noted as it
+    came: the URL took 50 ms) and sends the rest again, in order. Killed again: each event left
+    goes to a job of its own, so that one that kills workers stays alone."""
+    instance = create_custom(api, f"{callbacks.url}/hook")
+    # k-0 is answered; k-1 hangs (longer than the test), twice.
+    callbacks.script += [Reply(200, delay=0.05), Reply(200, delay=90), Reply(200, delay=90)]
+    for n in range(3):
+        assert post_webhook(api, webhook(f"k-{n}")).status_code == 200
+    first = WorkerProcess(settings, tmp_path / "worker-0.log")
+    callbacks.wait_for(1, timeout=20)
+    time.sleep(0.5)  # k-1 on the wire
+    first.process.kill()
+    first.process.wait()
+    second = WorkerProcess(settings, tmp_path / "worker-1.log")  # finds the batch abandoned, runs it again
+    second.wait_for_log('"event": "batch.resumed_after_crash"', timeout=30)
+    time.sleep(0.5)
+    second.process.kill()
+    second.process.wait()
+    assert '"events": 3, "answered": 1, "crashes": 1' in second.logs()
+    third = WorkerProcess(settings, tmp_path / "worker-2.log")
+    try:
+        received = callbacks.wait_for(3, timeout=40)
+        time.sleep(0.5)
+    finally:
+        third.stop()
+    assert '"events": 3, "answered": 1, "crashes": 2' in third.logs()
+    assert '"summary": "delivered 1, handed off 2, given back 0"' in third.logs()  # k-0 recorded, not sent
+    assert [r.json()["message"]["raw"]["eventId"] for r in received] == ["k-0", "k-1", "k-2"]
+    assert len(callbacks.received) == 3
+    assert [record(redis_client, 1003, f"k-{n}", instance["id"]) for n in range(3)] == [("NOTIFIED", [200])] * 3
+    assert redis_client.keys("relay:runner:*") == []
+
+
 def test_a_batch_decides_each_event_as_a_single_delivery_would(
     api: httpx.Client, callbacks: CallbackServer, settings: Settings, tmp_path: Path, redis_client: redis.Redis
 ) -> None:

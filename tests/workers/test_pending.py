@@ -33,14 +33,21 @@ def test_appends_share_one_waiting_runner_which_takes_all_when_it_starts(redis_c
     append(redis_client, [pending.entry("b", 2), pending.entry("c with spaces", 1)])
     [runner] = runners(redis_client)  # the second append found one waiting
     assert redis_client.get(pending.runner(URL)) == runner.encode()
-    taken, left = pending.take(redis_client, URL, runner, 200, 1.0)
-    assert (taken, left) == ([("a", 1), ("b", 2), ("c with spaces", 1)], 0)
+    taken = pending.take(redis_client, URL, runner, 200, 1.0)
+    assert taken == pending.Taken([("a", 1), ("b", 2), ("c with spaces", 1)], 0, crashes=0)
+    assert pending.FIRST_TAKE == 10
     assert redis_client.exists(pending.runner(URL)) == 0  # started: no longer the waiting one
     append(redis_client, [pending.entry("d", 1)])
     assert len(runners(redis_client)) == 2  # so the next event gets a runner of its own
     # Run again after a crash, the runner delivers what it took, not what came since.
-    assert pending.take(redis_client, URL, runner, 200, 1.0) == ([("a", 1), ("b", 2), ("c with spaces", 1)], 1)
+    again = pending.take(redis_client, URL, runner, 200, 1.0)
+    assert again == pending.Taken([("a", 1), ("b", 2), ("c with spaces", 1)], 1, crashes=1)
     assert pending.carried(redis_client, runner) == [("a", 1), ("b", 2), ("c with spaces", 1)]
+    assert pending.take(redis_client, URL, runner, 200, 1.0).crashes == 2  # and again
+    with redis_client.pipeline(transaction=True) as pipe:
+        pending.finish(pipe, URL, runner, [], 0)
+        pipe.execute()
+    assert redis_client.exists(pending.taken(runner), pending.crashes(runner)) == 0
 
 
 def test_a_runner_starting_during_an_append_makes_the_append_queue_another(redis_client: redis.Redis) -> None:
@@ -62,16 +69,22 @@ def test_a_runner_starting_during_an_append_makes_the_append_queue_another(redis
 
 
 def test_a_slow_url_gets_small_takes_and_what_is_left_goes_back_to_the_head(redis_client: redis.Redis) -> None:
-    append(redis_client, [pending.entry(f"e{n}", 1) for n in range(10)])
+    append(redis_client, [pending.entry(f"e{n}", 1) for n in range(14)])
+    first = pending.take(redis_client, URL, "run-w", 200, 1.0)  # the pace is not known yet: a few
+    # It sent e0 to e3, and gives the rest back to the head, in order.
+    assert (len(first.entries), first.left) == (pending.FIRST_TAKE, 4)
+    with redis_client.pipeline(transaction=True) as pipe:
+        pending.finish(pipe, URL, "run-w", [entry for entry in redis_client.lrange(pending.taken("run-w"), 4, -1)], 0)
+        pipe.execute()
     with redis_client.pipeline(transaction=True) as pipe:
         pending.finish(pipe, URL, "run-x", [], 250.0)  # a runner that took 250 ms per request
         pipe.execute()
-    taken, left = pending.take(redis_client, URL, "run-y", 200, 1.0)
-    assert ([text for text, _ in taken], left) == (["e0", "e1", "e2", "e3"], 6)  # 1 s / 250 ms
+    taken = pending.take(redis_client, URL, "run-y", 200, 1.0)
+    assert ([text for text, _ in taken.entries], taken.left) == (["e4", "e5", "e6", "e7"], 6)  # 1 s / 250 ms
     with redis_client.pipeline(transaction=True) as pipe:
-        pending.finish(pipe, URL, "run-y", [pending.entry("e2", 1), pending.entry("e3", 1)], 400.0)
+        pending.finish(pipe, URL, "run-y", [pending.entry("e6", 1), pending.entry("e7", 1)], 400.0)
         pipe.execute()
-    assert [raw.decode() for raw in redis_client.lrange(pending.pending(URL), 0, 2)] == ["1 e2", "1 e3", "1 e4"]
+    assert [raw.decode() for raw in redis_client.lrange(pending.pending(URL), 0, 2)] == ["1 e6", "1 e7", "1 e8"]
     assert redis_client.exists(pending.taken("run-y")) == 0
     assert float(redis_client.get(pending.pace(URL)) or 0) == 400.0
 
