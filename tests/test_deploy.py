@@ -25,6 +25,7 @@ from receiver.app import create_app
 from tests.conftest import ROOT
 from workers import cli
 from workers.jobs import JOB_TIMEOUT
+from workers.redis_server import HASH_MAX_ZIPLIST_VALUE
 from workers.serve import GRACEFUL_SHUTDOWN_SECONDS
 from workers.settings import Settings
 
@@ -137,6 +138,7 @@ def test_redis_conf_is_durable_and_says_how_to_bound_memory() -> None:
     assert settings["appendonly"] == "yes"
     assert settings["appendfsync"] == "always"
     assert settings["maxmemory-policy"] == "noeviction"
+    assert settings["hash-max-ziplist-value"] == str(HASH_MAX_ZIPLIST_VALUE)
     # No host's RAM is known here: the limit is a commented example, 75 % of 2 GB.
     [example] = re.findall(r"^# maxmemory (\S+)$", text, re.M)
     assert_redis_fits(example, 2 * 1024**3)
@@ -368,6 +370,7 @@ def test_kubernetes_redis_is_a_durable_statefulset() -> None:
         line.split(None, 1) for line in by_kind("ConfigMap")["redis-conf"]["data"]["redis.conf"].splitlines() if line
     )
     assert (conf["appendonly"], conf["appendfsync"], conf["maxmemory-policy"]) == ("yes", "always", "noeviction")
+    assert conf["hash-max-ziplist-value"] == str(HASH_MAX_ZIPLIST_VALUE)
     assert redis["spec"]["replicas"] == 1
     [claim] = redis["spec"]["volumeClaimTemplates"]
     [container] = redis["spec"]["template"]["spec"]["containers"]

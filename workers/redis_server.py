@@ -23,6 +23,9 @@ import redis
 _MAX_SOCKET_PATH = 100
 
 
+HASH_MAX_ZIPLIST_VALUE = 2048
+
+
 class RedisServerError(RuntimeError):
     """The embedded redis-server could not be found or did not come up."""
 
@@ -80,6 +83,9 @@ class RedisServer:
             "--maxmemory", str(default_maxmemory()),
             "--maxmemory-policy", "noeviction",
             "--save", "",
+            # An event log record (a dozen fields; its summary alone is over Redis' default 64 B)
+            # stays a compact ziplist up to this value size: ~350 B a record instead of ~1.3 KB.
+            "--hash-max-ziplist-value", str(HASH_MAX_ZIPLIST_VALUE),
             "--daemonize", "no",
             "--logfile", str(self.data_dir / "redis.log"),
         ]  # fmt: skip

@@ -194,3 +194,18 @@ def test_outcomes_of_a_batch_are_written_in_one_call(redis_client: redis.Redis) 
     assert redis_client.exists(keys.delivery_attempts(second)) == 0
     assert redis_client.exists(keys.delivery(gone), keys.delivery_attempts(gone)) == 0  # never received: not made
     assert 3590 < redis_client.ttl(keys.instance_deliveries(7)) <= 3600  # the index lives as long as its records
+
+
+def test_a_record_stays_a_compact_hash_with_a_webhook_sized_item(redis_client: redis.Redis) -> None:
+    """The project's Redis keeps records as ziplists (workers/redis_server.py): a queued event's
+    record costs a few hundred bytes, not the 1.3 KB of a hashtable, and so does a delivered one."""
+    log = DeliveryLog(redis_client, retention=3600)
+    queued = replace(item(0), raw=orjson.dumps({"note": "x" * 1024}).decode())
+    with redis_client.pipeline(transaction=True) as pipe:
+        log.received_many(pipe, [(queued, 7, "job-0")])
+        pipe.execute()
+    notification = queued.notification_id(7)
+    assert redis_client.object("encoding", keys.delivery(notification)) == b"ziplist"
+    assert (redis_client.memory_usage(keys.delivery(notification)) or 0) < 500
+    log.finish([Outcome(notification, 7, queued.dumps(), "NOTIFIED", attempt=attempt_entry(200, None, 1.0))])
+    assert redis_client.object("encoding", keys.delivery(notification)) == b"ziplist"
