@@ -12,14 +12,14 @@ import time
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from receiver.access_log import access_logger
 from receiver.errors import new_request_id
-
-log = structlog.get_logger(logger_name="receiver.access")
 
 
 class RequestContext:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self.log = access_logger()  # Starlette builds the middleware at the first request: logging is set up
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -43,7 +43,7 @@ class RequestContext:
             await self.app(scope, receive, send_with_id)
         finally:
             # Each request runs in its own task, so what it bound dies with it: no clearing needed.
-            log.info(
+            self.log.info(
                 "request",
                 method=scope["method"],
                 path=scope["path"],

@@ -1,0 +1,46 @@
+"""The access line: one JSON line per request, through a one-processor structlog chain.
+
+The process-wide chain (workers/logs.py) runs eight processors per line and renders with
+the stdlib's json; at one access line per request that was a tenth of an ingest's CPU time.
+This chain does the same work in one step: the request's bound context, the level, the
+timestamp and the logger name, the same redaction of credential-named keys, rendered by
+orjson. Only the access line goes through it; every other line keeps the shared chain.
+"""
+
+from __future__ import annotations
+
+import datetime
+import sys
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import orjson
+import structlog
+
+from workers import logs
+
+LOGGER = "receiver.access"
+_UTC = datetime.UTC
+
+
+def _render(_: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> str:
+    """merge_contextvars, add_log_level, TimeStamper(iso, utc), the logger name, redact and
+    JSONRenderer of the shared chain, in one processor."""
+    line = structlog.contextvars.get_contextvars()
+    line.update(event_dict)
+    line["level"] = method_name
+    line["timestamp"] = datetime.datetime.now(_UTC)  # orjson writes it as ISO 8601 with Z, as structlog did
+    line["logger"] = LOGGER
+    logs.redact(None, method_name, line)
+    return orjson.dumps(line, option=orjson.OPT_UTC_Z, default=repr).decode()
+
+
+def access_logger(stream: TextIO | None = None) -> Any:
+    """A logger for access lines at the process's configured level (call after logs.configure)."""
+    return structlog.wrap_logger(
+        structlog.WriteLogger(stream or sys.stdout),
+        processors=[_render],
+        # The configured class filters by the configured level (structlog's default: no filter).
+        wrapper_class=structlog.get_config()["wrapper_class"],
+        cache_logger_on_first_use=True,
+    )
