@@ -33,13 +33,15 @@ from receiver.ecwid_requests import IonPost, WebhookEvent, parse_ion, parse_webh
 from receiver.errors import BadRequest, Unauthorized, Unavailable, request_id
 from receiver.ingest_store import StoreRoute, Subscriber
 from receiver.services import Services, services
+from receiver.signature_keys import SignatureKeys
 from workers.inbox import InboxItem
 from workers.instances import Instance
-from workers.signatures import verified_secrets
 
 Target = TypeVar("Target", Instance, Subscriber)
 
 SIGNATURE_HEADER = "x-ecwid-webhook-signature"
+# One per process: each client secret's HMAC state is made once (receiver/signature_keys.py).
+SIGNATURES = SignatureKeys()
 ROUTING_ATTEMPTS = 5
 FORM = "application/x-www-form-urlencoded"
 
@@ -136,7 +138,7 @@ def webhook_targets(
     Raises Unauthorized when no candidate secret verifies the signature.
     """
     candidates = [i.oauth_secret for i in instances if i.oauth_secret] + global_secrets
-    verified = verified_secrets(signature, candidates, str(event.event_created), event.event_id)
+    verified = SIGNATURES.verified(signature, candidates, str(event.event_created), event.event_id)
     if not verified:
         raise Unauthorized("X-Ecwid-Webhook-Signature does not match any client secret for this store")
     by_global = any(secret in verified for secret in global_secrets)

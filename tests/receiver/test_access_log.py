@@ -33,7 +33,8 @@ def test_one_access_line_per_request_with_its_outcome_and_no_secret(settings: Se
             assert accepted.status_code == 200, accepted.text
             refused = post_webhook(api, webhook("evt-log-2"), secret="guessed-secret")
             assert refused.status_code == 401
-            bad = api.post("/events/ecwid?secret=in-the-query", content=b"{", headers={"Content-Type": "application/json"})
+            json_type = {"Content-Type": "application/json"}
+            bad = api.post("/events/ecwid?secret=in-the-query", content=b"{", headers=json_type)
             assert bad.status_code == 400
     finally:
         receiver.terminate()
