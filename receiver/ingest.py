@@ -189,7 +189,9 @@ def _form_json(post: IonPost) -> str:
     return orjson.dumps(post.fields).decode()
 
 
+PATH = "/events/ecwid"
+METHODS = ("POST", "PUT")
 routes = [
-    Route("/events/ecwid", ecwid_events, methods=["POST", "PUT"]),
-    Route("/events/ecwid/{instance_id:instance_id}", ecwid_events, methods=["POST", "PUT"]),
+    Route(PATH, ecwid_events, methods=list(METHODS)),
+    Route(PATH + "/{instance_id:instance_id}", ecwid_events, methods=list(METHODS)),
 ]
