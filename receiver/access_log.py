@@ -20,6 +20,8 @@ import structlog
 from workers import logs
 
 LOGGER = "receiver.access"
+# Where a request's handler leaves fields for its access line only (ASGI lets apps add scope keys).
+SCOPE_KEY = "relay.access"
 _UTC = datetime.UTC
 
 
@@ -33,6 +35,12 @@ def _render(_: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> s
     line["logger"] = LOGGER
     logs.redact(None, method_name, line)
     return orjson.dumps(line, option=orjson.OPT_UTC_Z, default=repr).decode()
+
+
+def note(scope: MutableMapping[str, Any], **fields: Any) -> None:
+    """Fields for this request's access line (the outcome), without binding them to the context
+    of every line: cheaper, and nothing else logged in the request needs them."""
+    scope.setdefault(SCOPE_KEY, {}).update(fields)
 
 
 def access_logger(stream: TextIO | None = None) -> Any:
