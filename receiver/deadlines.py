@@ -14,32 +14,36 @@ tells that apart from any other cancellation, as `asyncio.timeout()` does.
 from __future__ import annotations
 
 import asyncio
-import weakref
 
 
 class Deadlines:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopDeadlines] = weakref.WeakKeyDictionary()
+        # A server has one loop (tests start a few): a plain dict, and the last one at hand.
+        self._loops: dict[asyncio.AbstractEventLoop, _LoopDeadlines] = {}
+        self._last: _LoopDeadlines | None = None
+
+    def _of(self, loop: asyncio.AbstractEventLoop) -> _LoopDeadlines:
+        last = self._last
+        if last is None or last.loop is not loop:
+            last = self._last = self._loops.get(loop) or self._loops.setdefault(
+                loop, _LoopDeadlines(loop, self.seconds)
+            )
+        return last
 
     def start(self, task: asyncio.Task[object]) -> None:
         """`task` is cancelled if it has not called `stop` within `seconds`."""
-        loop = task.get_loop()
-        found = self._loops.get(loop)
-        if found is None:
-            found = self._loops[loop] = _LoopDeadlines(loop, self.seconds)
-        found.start(task)
+        self._of(task.get_loop()).start(task)
 
     def stop(self, task: asyncio.Task[object]) -> bool:
         """Forget `task`'s deadline. True when it had passed and this class cancelled the task;
         then its cancellation is withdrawn (uncancel), and the caller raises its own error."""
-        found = self._loops.get(task.get_loop())
-        return found is not None and found.stop(task)
+        return self._of(task.get_loop()).stop(task)
 
 
 class _LoopDeadlines:
     def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
-        self._loop = loop
+        self.loop = self._loop = loop
         self._seconds = seconds
         self._waiting: dict[asyncio.Task[object], float] = {}  # insertion order is deadline order
         self._expired: set[asyncio.Task[object]] = set()

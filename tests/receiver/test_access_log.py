@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
 
+from receiver.access_log import TickWriter
+from receiver.errors import new_request_id
 from tests.conftest import AUTH, CLIENT_SECRET
 from tests.support.ecwid import create_custom, post_webhook, webhook
 from tests.support.processes import Receiver
@@ -64,3 +69,25 @@ def test_one_access_line_per_request_with_its_outcome_and_no_secret(settings: Se
     signature = ecwid_signature(CLIENT_SECRET, "1700000000", "evt-log")
     for secret in (CLIENT_SECRET, signature, "in-the-query", AUTH, instance["token"]):
         assert secret not in text
+
+
+def test_request_ids_are_24_hex_digits_and_distinct() -> None:
+    ids = [new_request_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"[0-9a-f]{24}", found) for found in ids)
+
+
+def test_lines_of_one_loop_turn_are_written_together_in_order() -> None:
+    stream = io.StringIO()
+    writer = TickWriter(stream)
+    writer.msg("outside a loop")
+    assert stream.getvalue() == "outside a loop\n"
+
+    async def scenario() -> None:
+        for n in range(3):
+            writer.msg(f"line {n}")
+        assert stream.getvalue() == "outside a loop\n"  # not yet: at the end of this turn
+        await asyncio.sleep(0)
+        assert stream.getvalue() == "outside a loop\nline 0\nline 1\nline 2\n"
+
+    asyncio.run(scenario())

@@ -62,7 +62,7 @@ def test_deadlines_cancel_only_the_late_tasks_with_one_timer_per_loop() -> None:
             **{f"late-{n}": "late" for n in range(3)},
             "other": "cancelled",
         }
-        loop_deadlines = deadlines._loops[asyncio.get_running_loop()]
+        loop_deadlines = deadlines._of(asyncio.get_running_loop())
         assert loop_deadlines._waiting == {} and loop_deadlines._expired == set()
 
     asyncio.run(scenario())
