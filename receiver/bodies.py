@@ -10,6 +10,7 @@ from starlette.requests import ClientDisconnect, Request
 
 from receiver.deadlines import Deadlines
 from receiver.errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
+from receiver.headers import header
 
 MAX_BODY = 1024 * 1024
 # The whole body must arrive within this time: a client trickling bytes (slow-loris) would
@@ -29,7 +30,7 @@ async def read(request: Request, limit: int = MAX_BODY) -> bytes:
     Reads the ASGI messages itself rather than through `request.stream()` (an async
     generator per request): this is the only reader of a request's body.
     """
-    declared = request.headers.get("content-length")
+    declared = header(request, b"content-length")
     if declared is not None:
         if not declared.isdigit():
             raise BadRequest("Content-Length must be a number")
@@ -66,7 +67,7 @@ async def read(request: Request, limit: int = MAX_BODY) -> bytes:
 
 
 def media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return (header(request, b"content-type") or "").split(";", 1)[0].strip().lower()
 
 
 def parse_json(body: bytes) -> Any:

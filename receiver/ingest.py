@@ -31,6 +31,7 @@ from starlette.routing import Route
 from receiver import access_log, bodies, convertors, metrics, poll_results  # noqa: F401  (convertors: {instance_id:instance_id})
 from receiver.ecwid_requests import IonPost, WebhookEvent, parse_ion, parse_webhook
 from receiver.errors import BadRequest, Unauthorized, Unavailable, request_id
+from receiver.headers import header
 from receiver.ingest_store import StoreRoute, Subscriber
 from receiver.services import Services, services
 from receiver.signature_keys import SignatureKeys
@@ -39,7 +40,7 @@ from workers.instances import Instance
 
 Target = TypeVar("Target", Instance, Subscriber)
 
-SIGNATURE_HEADER = "x-ecwid-webhook-signature"
+SIGNATURE_HEADER = b"x-ecwid-webhook-signature"
 # One per process: each client secret's HMAC state is made once (receiver/signature_keys.py).
 SIGNATURES = SignatureKeys()
 ROUTING_ATTEMPTS = 5
@@ -66,7 +67,7 @@ async def _accept_webhook(
 ) -> JSONResponse:
     """Route with the store's cached instances and queue in one round trip; route again
     (at most ROUTING_ATTEMPTS times) when Redis says the instances changed meanwhile."""
-    signature = request.headers.get(SIGNATURE_HEADER)
+    signature = header(request, SIGNATURE_HEADER)
     if not signature:
         raise Unauthorized("missing X-Ecwid-Webhook-Signature")
     global_secrets = [secret.value for secret in app.settings.ecwid_client_secrets]
@@ -166,7 +167,7 @@ async def _ion_targets(request: Request, app: Services, post: IonPost) -> list[I
 
 def explicitly_routed(request: Request) -> bool:
     """True when the path or the Element-Instances header names the target instances."""
-    return "instance_id" in request.path_params or "element-instances" in request.headers
+    return "instance_id" in request.path_params or header(request, b"element-instances") is not None
 
 
 def narrow(request: Request, targets: Sequence[Target]) -> list[Target]:
@@ -176,10 +177,10 @@ def narrow(request: Request, targets: Sequence[Target]) -> list[Target]:
     wanted: set[int] | None = None
     if "instance_id" in request.path_params:
         wanted = {int(request.path_params["instance_id"])}
-    header = request.headers.get("element-instances")
-    if header is not None:
+    listed = header(request, b"element-instances")
+    if listed is not None:
         try:
-            named = {int(part) for part in header.split(",") if part.strip()}
+            named = {int(part) for part in listed.split(",") if part.strip()}
         except ValueError:
             raise BadRequest("Element-Instances must be a comma-separated list of instance ids") from None
         wanted = named if wanted is None else wanted & named

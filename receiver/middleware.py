@@ -12,7 +12,7 @@ import time
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from receiver.access_log import SCOPE_KEY, access_logger
+from receiver.access_log import SCOPE_KEY, AccessLog
 from receiver.errors import new_request_id
 
 NOTHING: dict[str, object] = {}
@@ -21,7 +21,7 @@ NOTHING: dict[str, object] = {}
 class RequestContext:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.log = access_logger()  # Starlette builds the middleware at the first request: logging is set up
+        self.log = AccessLog()  # Starlette builds the middleware at the first request: logging is set up
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
