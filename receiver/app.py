@@ -21,6 +21,7 @@ from starlette.routing import Route, Router
 
 from receiver import events_api, ingest, instances_api, openapi, probes
 from receiver.errors import EXCEPTION_HANDLERS
+from receiver.fast_path import Relay
 from receiver.ingest_store import IngestStore
 from receiver.instance_store import InstanceStore
 from receiver.middleware import RequestContext
@@ -70,7 +71,11 @@ def create_app(settings: Settings) -> Starlette:
             }
         await connection.aclose()
 
-    app = Starlette(
+    app = Relay(
+        # POST and PUT of /events/ecwid skip Starlette's router and middlewares (receiver/fast_path.py).
+        fast_path=ingest.PATH,
+        fast_methods=ingest.METHODS,
+        fast_endpoint=ingest.ecwid_events,
         routes=[
             Route("/health", probes.health, methods=["GET"]),
             Route("/ready", probes.ready, methods=["GET"]),

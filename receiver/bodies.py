@@ -6,9 +6,11 @@ import asyncio
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
+from receiver.deadlines import Deadlines
 from receiver.errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
+from receiver.headers import header
 
 MAX_BODY = 1024 * 1024
 # The whole body must arrive within this time: a client trickling bytes (slow-loris) would
@@ -16,29 +18,56 @@ MAX_BODY = 1024 * 1024
 BODY_SECONDS = 10.0
 
 
+# One timer per event loop for all the bodies being read (receiver/deadlines.py).
+DEADLINES = Deadlines(BODY_SECONDS)
+
+
 async def read(request: Request, limit: int = MAX_BODY) -> bytes:
     """The whole body; raises PayloadTooLarge as soon as it is known to exceed `limit`,
-    RequestTimeout when it takes longer than BODY_SECONDS to arrive."""
-    declared = request.headers.get("content-length")
+    RequestTimeout when it takes longer than BODY_SECONDS to arrive, ClientDisconnect
+    when the client hangs up first.
+
+    Reads the ASGI messages itself rather than through `request.stream()` (an async
+    generator per request): this is the only reader of a request's body.
+    """
+    declared = header(request, b"content-length")
     if declared is not None:
         if not declared.isdigit():
             raise BadRequest("Content-Length must be a number")
         if int(declared) > limit:
             raise PayloadTooLarge(f"body is larger than {limit} bytes")
-    chunks = bytearray()
+    receive = request.receive
+    task = asyncio.current_task()
+    assert task is not None  # a request is always served by a task
+    DEADLINES.start(task)
     try:
-        async with asyncio.timeout(BODY_SECONDS):
-            async for chunk in request.stream():
-                chunks.extend(chunk)
-                if len(chunks) > limit:
-                    raise PayloadTooLarge(f"body is larger than {limit} bytes")
-    except TimeoutError:
-        raise RequestTimeout(f"the body did not arrive within {BODY_SECONDS:.0f} seconds") from None
-    return bytes(chunks)
+        message = await receive()
+        body: bytes = message.get("body", b"")
+        if message["type"] == "http.request" and not message.get("more_body", False):
+            if len(body) > limit:  # a client that did not declare its length
+                raise PayloadTooLarge(f"body is larger than {limit} bytes")
+            return body  # the usual case: the whole body in one message
+        chunks = bytearray(body)
+        while message["type"] == "http.request" and message.get("more_body", False):
+            if len(chunks) > limit:
+                raise PayloadTooLarge(f"body is larger than {limit} bytes")
+            message = await receive()
+            chunks.extend(message.get("body", b""))
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        if len(chunks) > limit:
+            raise PayloadTooLarge(f"body is larger than {limit} bytes")
+        return bytes(chunks)
+    except asyncio.CancelledError:
+        if DEADLINES.stop(task):
+            raise RequestTimeout(f"the body did not arrive within {BODY_SECONDS:.0f} seconds") from None
+        raise
+    finally:
+        DEADLINES.stop(task)
 
 
 def media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return (header(request, b"content-type") or "").split(";", 1)[0].strip().lower()
 
 
 def parse_json(body: bytes) -> Any:

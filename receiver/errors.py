@@ -80,8 +80,17 @@ class Unavailable(RelayError):
     status_code = 503
 
 
+_RANDOM = bytearray()
+
+
 def new_request_id() -> str:
-    return secrets.token_hex(12)
+    """24 hex digits from the OS's CSPRNG, drawn 3 KiB at a time: one system call per 256 ids."""
+    global _RANDOM
+    if not _RANDOM:
+        _RANDOM = bytearray(secrets.token_bytes(12 * 256))
+    chunk = _RANDOM[-12:]
+    del _RANDOM[-12:]
+    return chunk.hex()
 
 
 def request_id(request: Request) -> str:

@@ -24,15 +24,18 @@ REJECTED = Counter(
 )
 INGEST_PATH = "/events/ecwid"
 
-for _kind in ("webhook", "ion", "results"):
-    INGESTED.labels(kind=_kind)
-for _kind in ("webhook", "ion"):
-    DEDUPLICATED.labels(kind=_kind)
+
+# Each label's child looked up once, not per event (labels() locks and hashes every time).
+_COUNTERS = {
+    **{(kind, True): INGESTED.labels(kind=kind) for kind in ("webhook", "ion", "results")},
+    **{(kind, False): DEDUPLICATED.labels(kind=kind) for kind in ("webhook", "ion")},
+}
 
 
 def ingested(kind: str, queued: bool) -> None:
     """Count an event that was accepted (`queued`) or found to be a duplicate."""
-    (INGESTED if queued else DEDUPLICATED).labels(kind=kind).inc()
+    counter = _COUNTERS.get((kind, queued))
+    (counter or (INGESTED if queued else DEDUPLICATED).labels(kind=kind)).inc()
 
 
 def rejected(request: Request, reason: str) -> None:

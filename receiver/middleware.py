@@ -12,14 +12,16 @@ import time
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from receiver.access_log import SCOPE_KEY, AccessLog
 from receiver.errors import new_request_id
 
-log = structlog.get_logger(logger_name="receiver.access")
+NOTHING: dict[str, object] = {}
 
 
 class RequestContext:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self.log = AccessLog()  # Starlette builds the middleware at the first request: logging is set up
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -37,14 +39,15 @@ class RequestContext:
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
             await send(message)
 
-        structlog.contextvars.clear_contextvars()
+        # uvicorn runs each request in a task of its own, with a copy of the server's context:
+        # what one request binds never reaches another, so there is nothing to clear first.
         structlog.contextvars.bind_contextvars(role="receiver", request_id=request_id)
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            # Each request runs in its own task, so what it bound dies with it: no clearing needed.
-            log.info(
+            self.log.info(
                 "request",
+                **scope.get(SCOPE_KEY, NOTHING),
                 method=scope["method"],
                 path=scope["path"],
                 status=status,

@@ -27,6 +27,6 @@ class Services:
 
 
 def services(request: Request) -> Services:
-    found = request.state.services
+    found = request.scope["state"]["services"]  # what request.state.services reads, without its wrapper
     assert isinstance(found, Services)
     return found
