@@ -18,6 +18,11 @@ to single jobs; so does a batch that has run for BUDGET_SECONDS, so that a slow
 endpoint holds a worker no longer than a single delivery would. Handed-off jobs go
 through the same per-URL limiter, and pass the gate and the dedup again (claiming a
 change again for the same notification is harmless).
+
+A runner whose worker died is run again by RQ with what it had taken. Answers slower
+than NOTE_ANSWERS_MS were noted in Redis as they came: the run again records those and
+sends the rest (the event that was on the wire first); after a second crash it hands
+each of them to a job of its own.
 """
 
 from __future__ import annotations
