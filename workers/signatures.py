@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 
 def ecwid_signature(client_secret: str, event_created: str, event_id: str) -> str:
@@ -30,18 +30,32 @@ def ecwid_signature_matches(signature: str, client_secret: str, event_created: s
     return hmac.compare_digest(expected.encode("ascii"), signature.strip().encode("utf-8", "replace"))
 
 
-def verified_secrets(signature: str | None, secrets: Iterable[str], event_created: str, event_id: str) -> set[str]:
-    """The secrets, among `secrets`, that produce `signature`. Empty when it is missing.
+def verified_secrets(
+    signature: str | None,
+    secrets: Iterable[str],
+    event_created: str,
+    event_id: str,
+    keyed: Callable[[str], hmac.HMAC] | None = None,
+) -> set[str]:
+    """The secrets, among `secrets`, that produce `signature`; compared in constant time.
 
-    Fails closed: no signature, or an empty one, verifies against nothing.
+    Fails closed: no signature, or an empty one, verifies against nothing. `keyed` gives a fresh
+    HMAC-SHA256 state for a secret (a copy of a cached one, say: receiver/signature_keys.py);
+    by default one is made per secret.
     """
     if not signature or not signature.strip():
         return set()
-    return {
-        secret
-        for secret in set(secrets)
-        if secret and ecwid_signature_matches(signature, secret, event_created, event_id)
-    }
+    presented = signature.strip().encode("utf-8", "replace")
+    message = f"{event_created}.{event_id}".encode()
+    found = set()
+    for secret in set(secrets):
+        if not secret:
+            continue
+        mac = keyed(secret) if keyed is not None else hmac.new(secret.encode(), digestmod=hashlib.sha256)
+        mac.update(message)
+        if hmac.compare_digest(base64.b64encode(mac.digest()), presented):
+            found.add(secret)
+    return found
 
 
 def elements_signature(key: str, body: bytes) -> str:
