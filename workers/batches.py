@@ -114,11 +114,14 @@ def deliver(
     pauses = Pauses(ctx.redis)
     outcomes, to_send, singles = _decide(pauses, PollStore(ctx.redis), batch, instances, ctx.settings.dedup_ttl)
     if answered:
-        done = [d for d in to_send if d[0].notification_id(d[2]) in answered]
-        to_send = [d for d in to_send if d[0].notification_id(d[2]) not in answered]
-        for event, text, instance_id in done:
+        unanswered: list[Delivery] = []
+        for event, text, instance_id in to_send:
             webhook_id = event.notification_id(instance_id)
-            outcomes.append(Outcome(webhook_id, instance_id, text, "NOTIFIED", attempt=answered[webhook_id]))
+            if webhook_id in answered:
+                outcomes.append(Outcome(webhook_id, instance_id, text, "NOTIFIED", attempt=answered[webhook_id]))
+            else:
+                unanswered.append((event, text, instance_id))
+        to_send = unanswered
     if isolate:
         singles, to_send = singles + to_send, []
     back: list[Delivery] = []
