@@ -3,7 +3,9 @@
 The dispatcher appends events to their callback URL's pending list and keeps one
 runner job per URL waiting to start (workers/pending.py). A runner takes up to
 MAX_EVENTS entries when it starts, so a backlog leaves in full batches and a lone
-event at once. RQ's own work per job (dequeue, registries, heartbeats, rate
+event at once. While its batches go out cleanly and more keeps coming, it takes
+again, for up to BUDGET_SECONDS in all: under a steady stream an event waits for
+the batch on the wire, not for RQ to start a job. RQ's own work per job (dequeue, registries, heartbeats, rate
 limiter, cleanup: about 45 Redis commands in 15 round trips, see
 docs/performance.md) is paid once per batch, and so is ours: a batch reads its
 instances in one MGET, passes all its events through the pause gate and the
@@ -59,37 +61,51 @@ Delivery = tuple[InboxItem, str, int]  # the item, as queued, and the instance i
 
 def run_pending(url: str) -> str:
     """The runner job of callback URL `url` (workers/pending.py): deliver what it takes of the URL's
-    pending entries (or what this job took before its worker died). Returns a summary such as
-    "delivered 48, handed off 2".
+    pending entries (or what this job took before its worker died), and take again while batches
+    go out cleanly and entries keep coming, for up to BUDGET_SECONDS in all. Returns a summary of
+    its last batch, such as "delivered 48, handed off 2, given back 0".
 
     Raises (and RQ runs it again, with what it took) only when Redis fails: before anything was
     sent, while an answer is noted, or while the outcomes are written."""
     ctx = context.current()
     job = get_current_job()
     job_id = job.id if job is not None else pending.runner_job_id(url)
-    taken = pending.take(ctx.redis, url, job_id, MAX_EVENTS, BUDGET_SECONDS)
-    if not taken.entries:
-        return "nothing pending"
-    instances = read_instances(ctx.redis, {instance_id for _, instance_id in taken.entries})
-    limiter = instances.get(taken.entries[-1][1])
+    deadline = time.monotonic() + BUDGET_SECONDS
     queue = Queue(keys.DELIVERY_QUEUE, connection=ctx.redis, serializer=JSONSerializer)
-    if taken.left:
-        # Start the next batch beside this one now, up to the URL's concurrency limit.
-        pending.ensure_runner(ctx.redis, queue, url, limiter)
-    answered: dict[str, dict[str, Any]] = {}
-    if taken.crashes:
-        # Its worker died mid-batch. What it noted as answered is recorded, not sent again; the
-        # rest is sent again in order, at once, in the slot of the URL's limit this job holds.
-        # After a second crash each goes to a job of its own, so that an event that kills workers
-        # cannot take the others down with it again.
-        answered = pending.read_answered(ctx.redis, job_id)
-        log.warning("batch.resumed_after_crash", events=len(taken.entries), answered=len(answered),
-                    crashes=taken.crashes)  # fmt: skip
-    batch = [(InboxItem.loads(text), text, instance_id) for text, instance_id in taken.entries]
-    with structlog.contextvars.bound_contextvars(url=url):
-        summary, gave_back = deliver(url, job_id, batch, instances, answered, isolate=taken.crashes > 1)
-        log.info("batch.done", events=len(batch), summary=summary)
-    if gave_back:
+    summary, limiter, first, drained = "nothing pending", None, True, True
+    # Each turn after the first saves RQ's ~20 round trips of a new job (see docs/performance.md):
+    # under a steady stream an event waits for the batch on the wire, not for a job to start.
+    while first or time.monotonic() < deadline:
+        taken = pending.take(ctx.redis, url, job_id, MAX_EVENTS, deadline - time.monotonic())
+        if not taken.entries:
+            break
+        instances = read_instances(ctx.redis, {instance_id for _, instance_id in taken.entries})
+        limiter = instances.get(taken.entries[-1][1])
+        if taken.left and first:
+            # Start the next batch beside this one now, up to the URL's concurrency limit.
+            pending.ensure_runner(ctx.redis, queue, url, limiter)
+        first, drained = False, False
+        answered: dict[str, dict[str, Any]] = {}
+        if taken.crashes:
+            # Its worker died mid-batch. What it noted as answered is recorded, not sent again; the
+            # rest is sent again in order, at once, in the slot of the URL's limit this job holds.
+            # After a second crash each goes to a job of its own, so that an event that kills workers
+            # cannot take the others down with it again.
+            answered = pending.read_answered(ctx.redis, job_id)
+            log.warning("batch.resumed_after_crash", events=len(taken.entries), answered=len(answered),
+                        crashes=taken.crashes)  # fmt: skip
+        batch = [(InboxItem.loads(text), text, instance_id) for text, instance_id in taken.entries]
+        with structlog.contextvars.bound_contextvars(url=url):
+            summary, gave_back, handed_off = deliver(
+                url, job_id, batch, instances, answered, isolate=taken.crashes > 1, deadline=deadline
+            )
+            log.info("batch.done", events=len(batch), summary=summary)
+        if gave_back or handed_off or taken.crashes:
+            # A failure is decided by its own job before this URL gets more; a crashed batch ends its job.
+            break
+        drained = not taken.left  # a clean batch that left nothing: the next take may find nothing
+    if not drained:
+        # It may leave entries behind (given back, or still pending when the budget ran out).
         pending.ensure_runner(ctx.redis, queue, url, limiter)
     return summary
 
@@ -102,14 +118,16 @@ def deliver(
     answered: dict[str, dict[str, Any]] | None = None,
     *,
     isolate: bool = False,
-) -> tuple[str, int]:
+    deadline: float | None = None,
+) -> tuple[str, int, int]:
     """Deliver runner `job_id`'s `batch` in order, until the first failure or BUDGET_SECONDS. Then,
     in one transaction: record every outcome; hand the failed event (with its attempt) to a job of
     its own; give what is left back to the head of the URL's pending list; clear the taken list.
     Events in `answered` (noted before the runner's worker died) are recorded, not sent; with
-    `isolate`, each of the others goes to a job of its own, unsent. Returns the summary and how
-    many entries were given back."""
-    started = time.monotonic()
+    `isolate`, each of the others goes to a job of its own, unsent. `deadline` (monotonic) ends
+    the batch early, as BUDGET_SECONDS from now does by default. Returns the summary, how many
+    entries were given back and how many handed off."""
+    deadline = time.monotonic() + BUDGET_SECONDS if deadline is None else deadline
     ctx = context.current()
     pauses = Pauses(ctx.redis)
     outcomes, to_send, singles = _decide(pauses, PollStore(ctx.redis), batch, instances, ctx.settings.dedup_ttl)
@@ -128,7 +146,7 @@ def deliver(
     failure: Sent | None = None
     spent, sends = 0.0, 0
     for n, (event, text, instance_id) in enumerate(to_send):
-        if n and time.monotonic() - started > BUDGET_SECONDS:
+        if n and time.monotonic() > deadline:
             back = to_send[n:]
             break
         webhook_id = event.notification_id(instance_id)
@@ -167,7 +185,7 @@ def deliver(
     if singles:
         log.info("batch.handed_off", events=len(singles))
     metrics.observe_batch([o.status for o in outcomes], [o.attempt["ms"] / 1000 for o in outcomes if o.attempt])
-    return _summary(outcomes, len(singles), len(back)), len(back)
+    return _summary(outcomes, len(singles), len(back)), len(back), len(singles)
 
 
 def _decide(

@@ -4,7 +4,8 @@ The dispatcher appends each event for a callback URL to that URL's pending list
 and makes sure that one runner job for the URL is waiting to start. A runner
 (`workers.batches.run_pending`) takes up to a batch of entries when it *starts*,
 not when it was queued: what accumulated while the URL's earlier runners were
-busy leaves as one batch, and a lone event still goes out at once. Runners are
+busy leaves as one batch, and a lone event still goes out at once; a runner whose
+batch went out cleanly takes again what came meanwhile, within its time budget. Runners are
 RQ jobs under the URL's `RateLimit`, so the per-URL concurrency limit counts
 batches in flight. (Making one job per event, or per dispatcher take, instead
 paid RQ's ~45 commands per job for batches of one or two at a steady rate: see

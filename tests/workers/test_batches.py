@@ -192,3 +192,31 @@ def test_a_batch_decides_each_event_as_a_single_delivery_would(
     assert record(redis_client, 7103, "m-7103-1", polled["id"]) == ("SKIPPED", [])
     reason = redis_client.hget(f"relay:delivery:{notification_id(7103, 'm-7103-1', polled['id'])}", "reason")
     assert reason == b"the poller already reported this change"
+
+
+def test_a_runner_takes_again_what_came_while_its_batch_was_on_the_wire(
+    api: httpx.Client, callbacks: CallbackServer, settings: Settings, tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    """Under a steady stream a runner job keeps taking (within its budget): the events that came
+    while its first batch was on the wire go out in the same job, not in a job of their own."""
+    create_custom(api, f"{callbacks.url}/hook")
+    callbacks.script += [Reply(200, delay=0.4)]
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        assert post_webhook(api, webhook("w-0")).status_code == 200
+        end = time.monotonic() + 10
+        while not redis_client.keys("relay:runner:*:taken"):  # w-0 taken: its POST is on the wire
+            assert time.monotonic() < end, "no runner took w-0"
+            time.sleep(0.005)
+        for n in (1, 2):
+            assert post_webhook(api, webhook(f"w-{n}")).status_code == 200
+        received = callbacks.wait_for(3, timeout=20)
+        time.sleep(0.5)
+    finally:
+        worker.stop()
+    assert [r.json()["message"]["raw"]["eventId"] for r in received] == ["w-0", "w-1", "w-2"]
+    batches = [line for line in map(orjson.loads, worker.logs().splitlines()) if line.get("event") == "batch.done"]
+    # One job, three batches: after w-0's 400 ms answer the URL's pace lets the next take have one.
+    assert [(b["summary"], b["job_id"]) for b in batches] == [
+        ("delivered 1, handed off 0, given back 0", batches[0]["job_id"])
+    ] * 3
