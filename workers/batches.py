@@ -21,10 +21,11 @@ endpoint holds a worker no longer than a single delivery would. Handed-off jobs 
 through the same per-URL limiter, and pass the gate and the dedup again (claiming a
 change again for the same notification is harmless).
 
-A runner whose worker died is run again by RQ with what it had taken. Answers slower
-than NOTE_ANSWERS_MS were noted in Redis as they came: the run again records those and
-sends the rest (the event that was on the wire first); after a second crash it hands
-each of them to a job of its own.
+A runner whose worker died is run again by RQ with what it had taken. Its answers were
+noted in Redis as they came, in one write at most every NOTE_EVERY_MS (so each answer of
+a slow URL at once): the run again records those and sends the rest (the event that was
+on the wire first, and what was answered since the last note); after a second crash it
+hands each of them to a job of its own.
 """
 
 from __future__ import annotations
@@ -51,9 +52,10 @@ log = structlog.get_logger(logger_name="workers.batches")
 
 MAX_EVENTS = 200
 BUDGET_SECONDS = 1.0
-# An answer that took this long is noted in Redis at once (one write, a few percent of the request),
-# so that a crash re-sends only what was on the wire; faster ones are re-sent, a second's worth at most.
-NOTE_ANSWERS_MS = 10.0
+# Answers are noted in Redis in one write once this long has passed since the last note: a crash
+# re-sends what was on the wire and at most this much of what was answered, and a fast URL's batch
+# pays one write per NOTE_EVERY_MS, not one per answer (which, under load, slowed every answer).
+NOTE_EVERY_MS = 25.0
 REPORTED = "the poller already reported this change"
 
 Delivery = tuple[InboxItem, str, int]  # the item, as queued, and the instance it goes to
@@ -145,6 +147,8 @@ def deliver(
     back: list[Delivery] = []
     failure: Sent | None = None
     spent, sends = 0.0, 0
+    unnoted: list[tuple[str, dict[str, Any]]] = []  # answered since the last note
+    noted_at = time.monotonic()
     for n, (event, text, instance_id) in enumerate(to_send):
         if n and time.monotonic() > deadline:
             back = to_send[n:]
@@ -169,8 +173,10 @@ def deliver(
         if sent.verdict is not None:
             failure, singles, back = sent, to_send[n : n + 1], to_send[n + 1 :]
             break
-        if sent.ms >= NOTE_ANSWERS_MS:
-            pending.note_answered(ctx.redis, job_id, webhook_id, sent.entry)
+        unnoted.append((webhook_id, sent.entry))
+        if (now := time.monotonic()) - noted_at >= NOTE_EVERY_MS / 1000:
+            pending.note_answered(ctx.redis, job_id, unnoted)
+            unnoted, noted_at = [], now
         outcomes.append(Outcome(webhook_id, instance_id, text, "NOTIFIED", attempt=sent.entry))
     delivered = sorted({o.instance_id for o in outcomes if o.status == "NOTIFIED"})
     with ctx.redis.pipeline(transaction=True) as pipe:

@@ -18,8 +18,8 @@ Keys, per callback URL (`url` is `keys.endpoint_limit` of it):
   TTL, so that a runner job lost by hand, `rq empty` say, cannot stall the URL);
 * `relay:runner:{job id}:taken`: what a started runner took and has not finished;
 * `relay:runner:{job id}:crashes`: how often its worker died with that (TTL 1 day);
-* `relay:runner:{job id}:answered`: the attempts it has had answered so far, noted as they come
-  when the URL is slow enough for a write to cost little against a request;
+* `relay:runner:{job id}:answered`: the attempts it has had answered so far, noted in one write
+  at most every `workers.batches.NOTE_EVERY_MS` (at once when the URL is slow);
 * `relay:urls:pending` (a set): URLs that had entries lately, for the backlog metrics.
 
 Nothing is lost:
@@ -200,10 +200,10 @@ def ensure_runner(connection: redis.Redis, queue: Queue, url: str, limiter: Inst
         transaction(connection, {url}, fill)
 
 
-def note_answered(connection: redis.Redis, job_id: str, webhook_id: str, attempt: dict[str, Any]) -> None:
-    """Note that runner `job_id` had `webhook_id` answered (the event log's attempt record), so that
-    a run after its worker died records it instead of sending it again."""
-    connection.rpush(answered(job_id), orjson.dumps([webhook_id, attempt]))
+def note_answered(connection: redis.Redis, job_id: str, noted: list[tuple[str, dict[str, Any]]]) -> None:
+    """Note that runner `job_id` had these notifications answered, (id, the event log's attempt
+    record) each, so that a run after its worker died records them instead of sending them again."""
+    connection.rpush(answered(job_id), *(orjson.dumps(pair) for pair in noted))
 
 
 def read_answered(connection: redis.Redis, job_id: str) -> dict[str, dict[str, Any]]:

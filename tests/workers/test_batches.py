@@ -220,3 +220,33 @@ def test_a_runner_takes_again_what_came_while_its_batch_was_on_the_wire(
     assert [(b["summary"], b["job_id"]) for b in batches] == [
         ("delivered 1, handed off 0, given back 0", batches[0]["job_id"])
     ] * 3
+
+
+def test_a_batch_of_fast_answers_is_noted_as_it_goes_so_a_crash_resends_little(
+    api: httpx.Client, callbacks: CallbackServer, settings: Settings, tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    """Answers are noted together at most every 25 ms (each one at once when they take longer):
+    killed while the 41st event is on the wire, the batch run again sends that one and at most the
+    few answered since the last note, not the whole batch."""
+    create_custom(api, f"{callbacks.url}/hook")
+    callbacks.script += [Reply(200, delay=0.005)] * 40 + [Reply(200, delay=90)]
+    for n in range(41):
+        assert post_webhook(api, webhook(f"q-{n}")).status_code == 200
+    first = WorkerProcess(settings, tmp_path / "worker-0.log")
+    callbacks.wait_for(40, timeout=30)
+    time.sleep(0.3)  # q-40 on the wire
+    first.process.kill()
+    first.process.wait()
+    second = WorkerProcess(settings, tmp_path / "worker-1.log")  # finds the batch abandoned, runs it again
+    try:
+        second.wait_for_log('"event": "batch.resumed_after_crash"', timeout=30)
+        received = callbacks.wait_for(41, timeout=20)
+        time.sleep(1.0)
+        received = list(callbacks.received)
+    finally:
+        second.stop()
+    ids = [r.json()["message"]["raw"]["eventId"] for r in received]
+    assert sorted(set(ids)) == sorted(f"q-{n}" for n in range(41))
+    resent = len(ids) - 41  # q-40 arrived once: its first attempt never got its answer
+    assert 0 <= resent <= 6
+    assert redis_client.keys("relay:runner:*") == []
