@@ -51,6 +51,7 @@ def table(results: dict[str, Any]) -> str:
     ceiling = delivery["ceiling"]
     workers = ceiling["processes"]
     per_process = delivery["relay"]["1"]["deliveries_per_s"] / workers
+    concurrent = delivery["relay"]["1"]["deliveries_per_s_while_ingesting"] / workers
     scales = list(ingest["relay"])
     rows = [
         ("ingest req/s (1 instance)", f"{one['rps']:,.0f}",
@@ -62,9 +63,11 @@ def table(results: dict[str, Any]) -> str:
          f"{bare['server_cpu_us_per_request'] / one['server_cpu_us_per_request']:.0%}"),
         ("ingest latency p50 / p99 ms", f"{one['p50_ms']:.1f} / {one['p99_ms']:.1f}",
          f"{bare['p50_ms']:.1f} / {bare['p99_ms']:.1f} bare", ""),
-        (f"deliveries/s per process ({workers} workers)", f"{per_process:,.0f}",
+        (f"deliveries/s per process, backlog drain ({workers} workers)", f"{per_process:,.0f}",
          f"{ceiling['per_process']:,.0f} httpx loop, best of {_runs(delivery['ceiling_runs'])}",
          f"{per_process / ceiling['per_process']:.0%}"),
+        (f"deliveries/s per process while ingesting as many ({workers} workers)", f"{concurrent:,.0f}",
+         f"{ceiling['per_process']:,.0f} httpx loop", f"{concurrent / ceiling['per_process']:.0%}"),
         (f"end-to-end ms p50 / p99 / max at {e2e['rate']:,.0f}/s (half of {e2e['sustainable_rate']:,.0f}/s sustained)",
          f"{e2e['p50_ms']:.1f} / {e2e['p99_ms']:.1f} / {e2e['max_ms']:.1f}", "", ""),
         ("Redis commands per delivered event", f"{delivery['relay']['1']['redis_commands_per_event']:.1f}", "", ""),

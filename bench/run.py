@@ -5,8 +5,10 @@
 Phases (docs/performance.md explains each):
 1. ingest ceiling: bare Starlette endpoint, same uvicorn options, same load, same concurrency;
 2. per scale (1, 100, 10,000 instances, one store each, events spread over all of them):
-   ingest throughput and latency, then deliveries/s from ingest to the sink with N workers,
-   with Redis commands counted around it; at 1 instance, end-to-end latency at half that rate;
+   ingest throughput and latency, then deliveries/s from ingest to the sink with N workers
+   (draining a backlog ingested before they start, with Redis commands counted around it; then
+   while as many events are ingested); at 1 instance, end-to-end latency at half the highest
+   rate kept up with;
 3. delivery ceiling: N processes running a plain httpx POST loop to the same sink;
 4. Redis memory per queued event, 1 KB payload: in the inbox, and as delivery jobs.
 """
@@ -164,11 +166,11 @@ def at_scale(
         ingest = ingest_run(stack, plan, directory, receiver, url, scale, stores)
         ingest["instances_setup_seconds"] = round(setup_seconds, 2)
         stack.redis.delete(keys.INBOX)
-        pool = stack.workers(workers)
+        pool: list[Process] = []
         try:
-            delivery = delivery_run(stack, plan, directory, url, f"dlv{scale}", stores, instances)
+            delivery = delivery_run(stack, plan, directory, url, f"dlv{scale}", stores, workers, pool)
             e2e = (
-                e2e_run(stack, plan, directory, url, delivery["deliveries_per_s"], stores, instances)
+                e2e_run(stack, plan, directory, url, delivery["deliveries_per_s_while_ingesting"], stores, instances)
                 if with_e2e
                 else None
             )
@@ -210,25 +212,43 @@ def ingest_run(
 
 
 def delivery_run(
-    stack: Stack, plan: Plan, directory: Path, url: str, run: str, stores: list[int], instances: dict[int, int]
-) -> dict[str, Any]:
-    hooks = load.webhooks(run, plan.deliveries, stores, CLIENT_SECRET)
-    requests = directory / f"{run}.txt"
-    load.write_requests(requests, hooks)
+    stack: Stack, plan: Plan, directory: Path, url: str, run: str, stores: list[int], workers: int,
+    pool: list[Process],
+) -> dict[str, Any]:  # fmt: skip
+    """Deliveries/s with `workers` processes (started here, into `pool`): first draining a backlog
+    ingested before they start, as the httpx loops have nothing else to do; then while as many
+    events are being ingested, on the same two cores. Redis commands are counted around the first."""
     stack.sink_reset()
     before = stack.command_calls()
-    sent = send_all(f"{url}/events/ecwid", requests)
-    wait_for_sink(stack, len(hooks), timeout=60 + len(hooks) / 50)
+    backlog = _requests(directory, f"{run}-backlog", plan.deliveries, stores)
+    send_all(f"{url}/events/ecwid", backlog)  # no worker runs yet: the backlog waits in the inbox
+    pool.extend(stack.workers(workers))
+    wait_for_sink(stack, plan.deliveries, timeout=60 + plan.deliveries / 50)
     after = stack.command_calls()
-    times = sorted(t for _, t in stack.sink_dump())
-    rate = (len(times) - 1) / (times[-1] - times[0])
+    drained, rate = stack.sink_count(), _arrival_rate(stack)
     delta = {name: after.get(name, 0) - before.get(name, 0) for name in after}
     busiest = dict(sorted(((n, c) for n, c in delta.items() if c > 0), key=lambda kv: -kv[1])[:12])
+    stack.sink_reset()
+    sent = send_all(f"{url}/events/ecwid", _requests(directory, run, plan.deliveries, stores))
+    wait_for_sink(stack, plan.deliveries, timeout=60 + plan.deliveries / 50)
     return {
-        "events": len(hooks), "delivered": len(times), "deliveries_per_s": rate,
+        "events": plan.deliveries, "delivered": drained, "deliveries_per_s": rate,
+        "deliveries_per_s_while_ingesting": _arrival_rate(stack), "delivered_while_ingesting": stack.sink_count(),
         "ingest_rps_while_delivering": sent["rps"], "ingest_errors": sent["errors"],
-        "redis_commands_per_event": sum(delta.values()) / len(hooks), "busiest_commands": busiest,
+        "redis_commands_per_event": sum(delta.values()) / plan.deliveries, "busiest_commands": busiest,
     }  # fmt: skip
+
+
+def _requests(directory: Path, run: str, count: int, stores: list[int]) -> Path:
+    requests = directory / f"{run}.txt"
+    load.write_requests(requests, load.webhooks(run, count, stores, CLIENT_SECRET))
+    return requests
+
+
+def _arrival_rate(stack: Stack) -> float:
+    """Notifications per second at the sink, from the first arrival to the last."""
+    times = sorted(t for _, t in stack.sink_dump())
+    return (len(times) - 1) / (times[-1] - times[0])
 
 
 def e2e_run(

@@ -27,6 +27,7 @@ def test_quick_benchmark_measures_every_figure(tmp_path: Path) -> None:
     results = json.loads(out.read_text())
     assert "appendfsync always" in results["machine"]["redis"]
     assert "| ingest req/s (1 instance) |" in run.stdout
+    assert "| deliveries/s per process while ingesting as many (2 workers) |" in run.stdout
 
     bare, relay = results["ingest"]["bare"], results["ingest"]["relay"]
     assert set(relay) == {"1", "100"}
@@ -38,8 +39,11 @@ def test_quick_benchmark_measures_every_figure(tmp_path: Path) -> None:
 
     delivery = results["delivery"]
     for scale in delivery["relay"].values():
-        assert scale["delivered"] == scale["events"] == results["plan"]["deliveries"]
-        assert scale["deliveries_per_s"] > 0 and scale["ingest_errors"] == 0
+        assert (
+            scale["delivered"] == scale["delivered_while_ingesting"] == scale["events"] == results["plan"]["deliveries"]
+        )
+        assert scale["deliveries_per_s"] > 0 and scale["deliveries_per_s_while_ingesting"] > 0
+        assert scale["ingest_errors"] == 0
         assert scale["redis_commands_per_event"] >= 3  # at least the dedup marker, the queue and the log
     assert delivery["ceiling"]["per_process"] > 0 and len(delivery["ceiling_runs"]) == 2
 
