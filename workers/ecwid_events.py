@@ -8,6 +8,7 @@ instead of being rejected.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ class EventMeaning:
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
+@functools.lru_cache(maxsize=256)  # a few dozen event types, each seen for every event
 def snake(name: str) -> str:
     """`subscriptionStatusChanged` and `subscription_status_changed` both become the latter."""
     return _CAMEL_BOUNDARY.sub("_", name.strip()).lower().replace("-", "_")

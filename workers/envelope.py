@@ -35,12 +35,15 @@ def meaning(item: InboxItem) -> EventMeaning:
     return describe(item.event_type, item.entity_id, item.data)
 
 
+# isoformat, not strftime: the same text at a fraction of the cost (it is spelled for every event).
 def iso_date(unix_seconds: int) -> str:
-    return datetime.fromtimestamp(unix_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """`2026-11-27T06:16:12Z`."""
+    return datetime.fromtimestamp(int(unix_seconds), UTC).isoformat()[:19] + "Z"
 
 
 def iso_date_ms(unix_ms: int) -> str:
-    return datetime.fromtimestamp(unix_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    """`2026-11-27T06:16:12.345Z` (milliseconds truncated, not rounded)."""
+    return datetime.fromtimestamp(unix_ms / 1000, UTC).isoformat(timespec="milliseconds")[:23] + "Z"
 
 
 def events(item: InboxItem) -> list[dict[str, Any]]:

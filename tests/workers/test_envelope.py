@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import orjson
 
-from workers.envelope import build, strip_nulls
-from workers.inbox import InboxItem
+from workers.envelope import build, iso_date, iso_date_ms, strip_nulls
+from workers.inbox import InboxItem, notification_id
 from workers.instances import Instance
 
 RAW = (
@@ -94,3 +95,19 @@ def test_raw_is_verbatim_when_nulls_are_kept() -> None:
 def test_notification_id_is_stable_per_event_and_instance() -> None:
     assert item().notification_id(7) == item().notification_id(7)
     assert item().notification_id(7) != item().notification_id(8)
+
+
+def test_notification_id_is_the_uuid5_of_store_event_and_instance() -> None:
+    namespace = uuid.UUID("6f1c3b1e-2a6e-4d53-9a8e-0c1e5d7a9b42")
+    for store, event, instance_id in [(1003, "e-1", 7), (1, "", 1), (99999999, "ünïcode/ev:t", 123456)]:
+        expected = str(uuid.uuid5(namespace, f"{store}:{event}:{instance_id}"))
+        assert notification_id(store, event, instance_id) == expected
+    assert notification_id(1003, "e-1", 7) == "d1afa58d-d428-5400-a7a5-d83585d574b0"
+
+
+def test_dates_are_utc_iso_8601_with_a_z() -> None:
+    assert iso_date(1_764_224_172) == "2025-11-27T06:16:12Z"
+    assert iso_date(0) == "1970-01-01T00:00:00Z"
+    assert iso_date_ms(1_764_224_172_345) == "2025-11-27T06:16:12.345Z"
+    assert iso_date_ms(1_764_224_172_000) == "2025-11-27T06:16:12.000Z"
+    assert iso_date_ms(1_764_224_172_999) == "2025-11-27T06:16:12.999Z"
