@@ -75,13 +75,19 @@ def run_pending(url: str) -> str:
     deadline = time.monotonic() + BUDGET_SECONDS
     queue = Queue(keys.DELIVERY_QUEUE, connection=ctx.redis, serializer=JSONSerializer)
     summary, limiter, first, drained = "nothing pending", None, True, True
+    # Each instance is read once per job, by the first batch with an event for it: a job runs for
+    # about a second, as one batch did before jobs took again, so a change applies within that long.
+    instances: dict[int, Instance] = {}
+    read: set[int] = set()
     # Each turn after the first saves RQ's ~20 round trips of a new job (see docs/performance.md):
     # under a steady stream an event waits for the batch on the wire, not for a job to start.
     while first or time.monotonic() < deadline:
         taken = pending.take(ctx.redis, url, job_id, MAX_EVENTS, deadline - time.monotonic())
         if not taken.entries:
             break
-        instances = read_instances(ctx.redis, {instance_id for _, instance_id in taken.entries})
+        unread = {instance_id for _, instance_id in taken.entries} - read
+        instances.update(read_instances(ctx.redis, unread))
+        read |= unread
         limiter = instances.get(taken.entries[-1][1])
         if taken.left and first:
             # Start the next batch beside this one now, up to the URL's concurrency limit.
