@@ -43,6 +43,8 @@ ORPHAN_AFTER_SECONDS = float(keys.DISPATCHER_DEAD_AFTER)
 DEAD_LETTERS = keys.PREFIX + "inbox:malformed"
 DUE_CHECK_SECONDS = 1.0
 SWEEP_SECONDS = 60.0
+INSTANCE_CACHE_SECONDS = 1.0
+CACHE_LIMIT = 20_000  # instances remembered before the expired ones are dropped
 
 # Move up to ARGV[1] more items from the inbox to the dispatching list, stopping when the inbox is
 # empty: one round trip that costs as many moves as there are items (a pipeline of BATCH - 1 LMOVEs
@@ -71,6 +73,7 @@ class Dispatcher:
         self._take_more = connection.register_script(_TAKE_MORE)
         self._last_due_check = 0.0
         self._last_sweep = time.monotonic()
+        self._cache: dict[int, tuple[float, Instance | None]] = {}  # id -> (expires, instance or gone)
 
     def run(self, stop: threading.Event) -> None:
         """Dispatch until `stop` is set. Survives Redis outages by backing off."""
@@ -207,12 +210,27 @@ class Dispatcher:
         log.debug("dispatcher.dispatched", events=len(items) - len(malformed), urls=len(by_url))
 
     def _instances(self, ids: set[int]) -> dict[int, Instance]:
-        """The instances a batch goes to (for their callback URL and concurrency), in one MGET."""
-        wanted = sorted(ids)
-        if not wanted:
-            return {}
-        found = self.redis.mget([keys.instance(i) for i in wanted])
-        return {i: Instance.loads(raw) for i, raw in zip(wanted, found, strict=True) if raw is not None}
+        """The instances a batch goes to (for their callback URL and concurrency): those read in the
+        last INSTANCE_CACHE_SECONDS as they were, the others in one MGET. Only the grouping by URL
+        and the URL's limit can be that old: runners read each instance again before they send."""
+        now = time.monotonic()
+        found: dict[int, Instance] = {}
+        unread: list[int] = []
+        for instance_id in sorted(ids):
+            cached = self._cache.get(instance_id)
+            if cached is None or cached[0] <= now:
+                unread.append(instance_id)
+            elif cached[1] is not None:
+                found[instance_id] = cached[1]
+        if unread:
+            if len(self._cache) > CACHE_LIMIT:
+                self._cache = {i: entry for i, entry in self._cache.items() if entry[0] > now}
+            for instance_id, raw in zip(unread, self.redis.mget([keys.instance(i) for i in unread]), strict=True):
+                instance = Instance.loads(raw) if raw is not None else None
+                self._cache[instance_id] = (now + INSTANCE_CACHE_SECONDS, instance)
+                if instance is not None:
+                    found[instance_id] = instance
+        return found
 
     def _replay_jobs(self, request: InboxItem, instance: Instance | None) -> list[tuple[str, Job]]:
         """Delivery jobs for the notifications a replay request names that the log still holds.

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import time
+
+import pytest
 import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from workers import keys
+from workers import dispatcher as dispatcher_module
+from workers import keys, pending
 from workers.dispatcher import BATCH, Dispatcher
 from workers.inbox import InboxItem
+from workers.instances import Instance
 
 
 def item(n: int) -> bytes:
@@ -51,3 +56,36 @@ def test_a_step_takes_at_most_a_batch_oldest_first(redis_client: redis.Redis) ->
     assert sorted(left) == sorted(f"e-{n}" for n in range(BATCH, BATCH + 5))
     assert taken.step(block=0.1) == 5
     assert redis_client.llen(keys.INBOX) == 0
+
+
+def test_instances_are_read_once_a_second_for_grouping_by_url(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dispatcher groups by the callback URL it read at most INSTANCE_CACHE_SECONDS ago (runners
+    read the instance again before sending); a change reaches the grouping once that has passed."""
+
+    def store(url: str) -> None:
+        instance = Instance(id=77, owner="o", name="n", token="", auth="custom", store_id=1003,
+                            configuration={"event.notification.enabled": "true",
+                                           "event.notification.callback.url": url})  # fmt: skip
+        redis_client.set(keys.instance(77), instance.dumps())
+
+    def pending_of(url: str) -> list[str]:
+        raw = redis_client.lrange(pending.pending(keys.endpoint_limit(url)), 0, -1)
+        return [InboxItem.loads(pending.parse(entry)[0]).event_id for entry in raw]
+
+    monkeypatch.setattr(dispatcher_module, "INSTANCE_CACHE_SECONDS", 0.3)
+    store("http://127.0.0.1:9/a")
+    taken = dispatcher(redis_client)
+    redis_client.config_resetstat()
+    redis_client.lpush(keys.INBOX, item(1))
+    assert taken.step(block=0.1) == 1
+    store("http://127.0.0.1:9/b")
+    redis_client.lpush(keys.INBOX, item(2))
+    assert taken.step(block=0.1) == 1
+    assert int(redis_client.info("commandstats")["cmdstat_mget"]["calls"]) == 3  # the instance once, runner keys twice
+    time.sleep(0.35)
+    redis_client.lpush(keys.INBOX, item(3))
+    assert taken.step(block=0.1) == 1
+    assert pending_of("http://127.0.0.1:9/a") == ["e-1", "e-2"]
+    assert pending_of("http://127.0.0.1:9/b") == ["e-3"]
