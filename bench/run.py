@@ -165,7 +165,7 @@ def at_scale(
     try:
         ingest = ingest_run(stack, plan, directory, receiver, url, scale, stores)
         ingest["instances_setup_seconds"] = round(setup_seconds, 2)
-        stack.redis.delete(keys.INBOX)
+        clear_inbox(stack)
         pool: list[Process] = []
         try:
             delivery = delivery_run(stack, plan, directory, url, f"dlv{scale}", stores, workers, pool)
@@ -388,6 +388,19 @@ def send_all(url: str, requests: Path, connections: int = 16) -> dict[str, Any]:
     if sent["errors"]:
         raise RuntimeError(f"{sent['errors']} of {sent['requests']} requests to {url} were not answered 200")
     return sent
+
+
+def clear_inbox(stack: Stack, quiet: float = 0.3) -> None:
+    """Empty the inbox once the requests still in flight when the load generator stopped have been
+    accepted (its length unchanged for `quiet` seconds): else they join the next run's events."""
+    length = stack.inbox_length()
+    while True:
+        time.sleep(quiet)
+        now = stack.inbox_length()
+        if now == length:
+            break
+        length = now
+    stack.redis.delete(keys.INBOX)
 
 
 def wait_for_sink(stack: Stack, count: int, timeout: float) -> None:
