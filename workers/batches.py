@@ -92,7 +92,7 @@ def run_pending(url: str) -> str:
         if taken.left and first:
             # Start the next batch beside this one now, up to the URL's concurrency limit.
             pending.ensure_runner(ctx.redis, queue, url, limiter)
-        first, drained = False, False
+        first = False
         answered: dict[str, dict[str, Any]] = {}
         if taken.crashes:
             # Its worker died mid-batch. What it noted as answered is recorded, not sent again; the
@@ -108,10 +108,11 @@ def run_pending(url: str) -> str:
                 url, job_id, batch, instances, answered, isolate=taken.crashes > 1, deadline=deadline
             )
             log.info("batch.done", events=len(batch), summary=summary)
-        if gave_back or handed_off or taken.crashes:
-            # A failure is decided by its own job before this URL gets more; a crashed batch ends its job.
+        # A failure is decided by its own job before this URL gets more; a crashed batch ends its job.
+        ended = bool(gave_back or handed_off or taken.crashes)
+        drained = not ended and not taken.left  # else it may leave entries behind for a successor
+        if ended:
             break
-        drained = not taken.left  # a clean batch that left nothing: the next take may find nothing
     if not drained:
         # It may leave entries behind (given back, or still pending when the budget ran out).
         pending.ensure_runner(ctx.redis, queue, url, limiter)

@@ -240,7 +240,7 @@ def test_a_batch_of_fast_answers_is_noted_as_it_goes_so_a_crash_resends_little(
     second = WorkerProcess(settings, tmp_path / "worker-1.log")  # finds the batch abandoned, runs it again
     try:
         second.wait_for_log('"event": "batch.resumed_after_crash"', timeout=30)
-        received = callbacks.wait_for(41, timeout=20)
+        callbacks.wait_for(41, timeout=20)
         time.sleep(1.0)
         received = list(callbacks.received)
     finally:
