@@ -12,13 +12,14 @@ import httpx
 import redis
 
 from workers.settings import Settings
+from workers.transport import CallbackClient
 
 
 @dataclass(frozen=True)
 class WorkerContext:
     settings: Settings
     redis: redis.Redis
-    client: httpx.Client  # callbacks: behind the SSRF guard (workers/transport.py)
+    client: CallbackClient  # callbacks: behind the SSRF guard (workers/transport.py)
     ecwid: httpx.Client  # Ecwid's REST API, for the poller (workers/ecwid_api.py)
 
 

@@ -36,7 +36,7 @@ from workers.instances import Instance
 from workers.pausing import Pauses
 from workers.poll_store import PollStore, marker_ttl
 from workers.signatures import elements_signature
-from workers.transport import TOTAL_TIMEOUT, CallbackRefused, deadline
+from workers.transport import CallbackClient, CallbackRefused
 
 log = structlog.get_logger(logger_name="workers.delivery")
 
@@ -137,27 +137,25 @@ class Sent:
                    data["excerpt"].encode("latin-1"))  # fmt: skip
 
 
-def send(client: httpx.Client, instance: Instance, body: bytes, webhook_id: str) -> Sent:
+def send(client: CallbackClient, instance: Instance, body: bytes, webhook_id: str) -> Sent:
     """POST `body` to the instance's callback URL once, signed. Never raises for what the
     endpoint or the network does: every outcome is in the returned `Sent`."""
     url = instance.callback_url or ""
-    headers = _headers(instance, webhook_id, body)
     started = time.monotonic()
     status: int | None = None
     excerpt = b""
     asked: int | None = None
     verdict: Verdict | None = None
     try:
-        with deadline(TOTAL_TIMEOUT), client.stream("POST", url, content=body, headers=headers) as response:
-            excerpt = _read_excerpt(response)
-            status = response.status_code
-            asked = retry_after(response.headers.get("retry-after"))
+        answer = client.post(url, body, _headers(instance, webhook_id, body))
     except (CallbackRefused, httpx.InvalidURL, ValueError) as exc:
         # Retrying cannot change the answer.
         verdict = Verdict(False, f"{type(exc).__name__}: {exc}")
     except httpx.HTTPError as exc:
         verdict = Verdict(True, type(exc).__name__)
     else:
+        status, excerpt = answer.status, answer.excerpt[:BODY_EXCERPT]
+        asked = retry_after(answer.headers.get("retry-after"))
         verdict = None if 200 <= status < 300 else judge_status(status)
     ms = _ms(started)
     error = None if status else (verdict.reason if verdict else None)
@@ -274,17 +272,6 @@ def _text(excerpt: bytes) -> str:
 
 def _ms(started: float) -> float:
     return round((time.monotonic() - started) * 1000, 1)
-
-
-def _read_excerpt(response: httpx.Response) -> bytes:
-    """The start of the response body, for the log. Reads at most 64 KiB so that
-    a well-behaved small response leaves the connection reusable."""
-    chunks = bytearray()
-    for chunk in response.iter_raw():
-        chunks.extend(chunk)
-        if len(chunks) >= 65536:
-            break
-    return bytes(chunks[:BODY_EXCERPT])
 
 
 def already_reported(event: InboxItem, instance: Instance, webhook_id: str) -> bool:

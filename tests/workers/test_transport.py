@@ -66,31 +66,57 @@ def sink() -> Iterator[CallbackServer]:
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.1", "localhost", "[::ffff:127.0.0.1]"])
 def test_guard_refuses_before_connecting(sink: CallbackServer, host: str) -> None:
     with callback_client(()) as client, pytest.raises(CallbackRefused):
-        client.post(f"http://{host}:{sink.port}/hook", content=b"{}")
+        client.post(f"http://{host}:{sink.port}/hook", b"{}", {})
     time.sleep(0.1)
     assert sink.received == []
 
 
 def test_guard_lets_allowed_networks_through(sink: CallbackServer) -> None:
     with callback_client(LOOPBACK) as client:
-        response = client.post(f"http://localhost:{sink.port}/hook", content=b"{}")
-    assert response.status_code == 200
-    assert len(sink.received) == 1
+        answer = client.post(f"http://localhost:{sink.port}/hook", b"{}", {"Content-Type": "application/json"})
+    assert (answer.status, answer.excerpt) == (200, b"{}")
+    [received] = sink.received
+    assert (received.method, received.path, received.body) == ("POST", "/hook", b"{}")
+    assert received.headers["content-type"] == "application/json"
+    assert received.headers["user-agent"] == "ecwid-relay/0.1"
 
 
 def test_redirects_are_not_followed(sink: CallbackServer) -> None:
     sink.script.append(Reply(302, b"", {"Location": "http://169.254.169.254/latest/meta-data"}))
     with callback_client(LOOPBACK) as client:
-        response = client.post(f"{sink.url}/hook", content=b"{}")
-    assert response.status_code == 302
+        answer = client.post(f"{sink.url}/hook", b"{}", {})
+    assert answer.status == 302
+    assert answer.headers["location"] == "http://169.254.169.254/latest/meta-data"
     assert len(sink.received) == 1
+
+
+def test_cookies_one_endpoint_sets_are_never_sent_anywhere(sink: CallbackServer) -> None:
+    # Endpoints of different instances can share a host: one must not see another's cookies.
+    sink.script.append(Reply(200, b"{}", {"Set-Cookie": "session=theirs; Path=/"}))
+    with callback_client(LOOPBACK) as client:
+        client.post(f"{sink.url}/first", b"{}", {})
+        client.post(f"{sink.url}/second", b"{}", {})
+    first, second = sink.wait_for(2)
+    assert (first.path, second.path) == ("/first", "/second")
+    assert "cookie" not in second.headers
+
+
+def test_a_large_answer_is_read_only_up_to_the_limit(sink: CallbackServer) -> None:
+    sink.script.append(Reply(500, b"x" * 200_000))
+    with callback_client(LOOPBACK) as client:
+        answer = client.post(f"{sink.url}/hook", b"{}", {}, read=1000)
+        assert answer.status == 500
+        assert 1000 <= len(answer.excerpt) < 200_000
+        # The connection it could not finish reading is dropped, not reused half-read.
+        assert client.post(f"{sink.url}/hook", b"{}", {}).status == 200
+    assert len(sink.received) == 2
 
 
 def test_deadline_bounds_the_whole_exchange(sink: CallbackServer) -> None:
     sink.script.append(Reply(200, b"{}", delay=3.0))
     started = time.monotonic()
     with callback_client(LOOPBACK) as client, pytest.raises(httpx.TimeoutException), deadline(0.5):
-        client.post(f"{sink.url}/hook", content=b"{}")
+        client.post(f"{sink.url}/hook", b"{}", {})
     assert time.monotonic() - started < 2.0
 
 
