@@ -27,7 +27,8 @@ Kind = Literal["webhook", "ion", "poll", "results", "replay"]
 _NOTIFICATION_NS = uuid.UUID("6f1c3b1e-2a6e-4d53-9a8e-0c1e5d7a9b42")
 
 
-@functools.lru_cache(maxsize=4096)
+# Large enough to hold a dispatcher's lead over its runners (the same ids, minutes apart).
+@functools.lru_cache(maxsize=16384)
 def notification_id(store_id: int, event_id: str, instance_id: int) -> str:
     """The notification id of Ecwid event `event_id` of a store at an instance: the UUID 5 that
     `uuid.uuid5` makes, spelled out here (and cached: a delivery asks for it several times) because

@@ -29,6 +29,32 @@ def item(n: int) -> InboxItem:
     return InboxItem("webhook", 1003, f"evt-{n}", 1_700_000_000, "order.created", 42, None, (7,), time.time(), "{}")
 
 
+def test_received_records_are_written_whole_and_replace_an_earlier_record(redis_client: redis.Redis) -> None:
+    log = DeliveryLog(redis_client, retention=3600)
+    first, second = item(1), item(2)
+    stale = first.notification_id(7)
+    redis_client.hset(keys.delivery(stale), mapping={"status": "FAILED", "reason": "old", "next_attempt": 1})
+    redis_client.rpush(keys.delivery_attempts(stale), b"{}")
+    with redis_client.pipeline(transaction=True) as pipe:
+        log.received_many(pipe, [(first, 7, "job-1"), (second, 8, "url:http://127.0.0.1:1")])
+        pipe.execute()
+    records = [redis_client.hgetall(keys.delivery(i.notification_id(n))) for i, n in ((first, 7), (second, 8))]
+    created = records[0][b"created"]
+    summary = b'[{"elementKey":"ecwid","hubKey":"ecommerce","objectType":"orders","objectId":"42",' \
+              b'"eventType":"CREATED","date":"2023-11-14T22:13:20Z"}]'  # fmt: skip
+    assert records == [
+        {b"id": stale.encode(), b"instance": b"7", b"status": b"RECEIVED", b"created": created,
+         b"updated": created, b"event": b"evt-1", b"kind": b"webhook", b"store": b"1003", b"summary": summary,
+         b"job": b"job-1", b"replays": b"0"},
+        {b"id": second.notification_id(8).encode(), b"instance": b"8", b"status": b"RECEIVED", b"created": created,
+         b"updated": created, b"event": b"evt-2", b"kind": b"webhook", b"store": b"1003", b"summary": summary,
+         b"job": b"url:http://127.0.0.1:1", b"replays": b"0"},
+    ]  # fmt: skip
+    assert redis_client.exists(keys.delivery_attempts(stale)) == 0
+    assert 3590 <= redis_client.ttl(keys.delivery(stale)) <= 3600
+    assert redis_client.zrange(keys.instance_deliveries(8), 0, -1) == [second.notification_id(8).encode()]
+
+
 def test_an_instance_keeps_at_most_its_cap_and_the_oldest_records_go(redis_client: redis.Redis) -> None:
     log = DeliveryLog(redis_client, retention=3600, max_per_instance=3)
     for n in range(5):
