@@ -158,6 +158,9 @@ class Batcher:
     async def _pipeline(self, batch: list[tuple[list[str], list[object], asyncio.Future[Any]]]) -> list[Any]:
         if self._wire is None:
             self._wire = await self._connection.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+            # The batch has one deadline (below); a per-write timeout as well would run every
+            # write in a task of its own (asyncio.wait_for), a tenth of a small batch's cost.
+            self._wire.socket_timeout = None
         wire = self._wire
         # hiredis' stub types the command as a 1-tuple; it takes any number of arguments.
         packed = [pack_command(("EVALSHA", self._sha, len(keys), *keys, *args)) for keys, args, _ in batch]  # type: ignore[arg-type]
