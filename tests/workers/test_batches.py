@@ -42,6 +42,13 @@ def test_events_queued_together_go_out_in_one_job_in_order(
     assert len({r.headers["elements-webhook-id"] for r in received}) == 5
     assert '"summary": "delivered 5, handed off 0, given back 0"' in worker.logs()  # one runner took all five
     assert [record(redis_client, 1003, f"b-{n}", instance["id"]) for n in range(5)] == [("NOTIFIED", [200])] * 5
+    lines = [orjson.loads(line) for line in worker.logs().splitlines() if '"delivery.succeeded"' in line]
+    # Each line says which event went where, and nothing of what the URL's path or query may hold.
+    assert [(line["event_id"], line["store_id"], line["instance_id"], line["webhook_id"], line["batch_position"],
+             line["url"], line["status"]) for line in lines] == [
+        (f"b-{n}", 1003, instance["id"], r.headers["elements-webhook-id"], n, callbacks.url, 200)
+        for n, r in enumerate(received)
+    ]  # fmt: skip
 
 
 def test_a_failure_in_a_batch_is_decided_as_for_a_single_delivery(
