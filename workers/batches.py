@@ -5,7 +5,9 @@ runner job per URL waiting to start (workers/pending.py). A runner takes up to
 MAX_EVENTS entries when it starts, so a backlog leaves in full batches and a lone
 event at once. While its batches go out cleanly and more keeps coming, it takes
 again, for up to BUDGET_SECONDS in all: under a steady stream an event waits for
-the batch on the wire, not for RQ to start a job. RQ's own work per job (dequeue, registries, heartbeats, rate
+the batch on the wire, not for RQ to start a job. Finding nothing, it waits up to
+LINGER_SECONDS for more, as the URL's waiting runner, unless another job waits for
+its worker (workers/pending.py, `linger`). RQ's own work per job (dequeue, registries, heartbeats, rate
 limiter, cleanup: about 45 Redis commands in 15 round trips, see
 docs/performance.md) is paid once per batch, and so is ours: a batch reads its
 instances in one MGET, passes all its events through the pause gate and the
@@ -57,6 +59,9 @@ BUDGET_SECONDS = 1.0
 # pays one write per NOTE_EVERY_MS, not one per answer (which, under load, slowed every answer).
 NOTE_EVERY_MS = 25.0
 REPORTED = "the poller already reported this change"
+# How long a runner whose batch went out cleanly waits for more before it ends (workers/pending.py,
+# `linger`): events of a steady stream come closer together than this.
+LINGER_SECONDS = 0.05
 
 Delivery = tuple[InboxItem, str, int]  # the item, as queued, and the instance it goes to
 
@@ -84,6 +89,10 @@ def run_pending(url: str) -> str:
     while first or time.monotonic() < deadline:
         taken = pending.take(ctx.redis, url, job_id, MAX_EVENTS, deadline - time.monotonic())
         if not taken.entries:
+            # After a clean batch, wait a little for more rather than leave the next event to a new job.
+            linger = min(LINGER_SECONDS, deadline - time.monotonic())
+            if not first and linger > 0 and pending.linger(ctx.redis, queue, url, job_id, linger):
+                continue
             break
         unread = {instance_id for _, instance_id in taken.entries} - read
         instances.update(read_instances(ctx.redis, unread))

@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 import redis
 
-from workers import envelope, keys
+from workers import envelope, keys, lua
 from workers.inbox import InboxItem
 
 STATUSES = ("RECEIVED", "DISPATCHED", "PAUSED", "NOTIFIED", "FAILED", "SKIPPED")
@@ -179,14 +179,11 @@ class DeliveryLog:
                        orjson.dumps(envelope.events(item)), job_id]  # fmt: skip
             indexed.setdefault(instance_id, []).extend([created, notification])
         # One command for the batch: packing three per record was most of the dispatcher's CPU.
-        self._received(keys=names, args=fields, client=pipe)
+        lua.call(self._received, names, fields, pipe)
         for instance_id, entries in indexed.items():
-            self._index(
-                keys=[keys.instance_deliveries(instance_id)],
-                args=[created - self.retention * 1000, self.max_per_instance, keys.PREFIX + "delivery:",
-                      self.retention * 1000, *entries],
-                client=pipe,
-            )  # fmt: skip
+            lua.call(self._index, [keys.instance_deliveries(instance_id)],
+                     [created - self.retention * 1000, self.max_per_instance, keys.PREFIX + "delivery:",
+                      self.retention * 1000, *entries], pipe)  # fmt: skip
 
     def finish(self, outcomes: list[Outcome], pipe: redis.client.Pipeline | None = None) -> None:
         """Record `outcomes` (status, reason, attempt) in one script call; records that expired
@@ -200,7 +197,7 @@ class DeliveryLog:
             attempt = orjson.dumps(outcome.attempt) if outcome.attempt is not None else b""
             args += [outcome.status, outcome.next_attempt or "", outcome.reason or "", attempt, outcome.item]
         names += [keys.instance_deliveries(i) for i in sorted({outcome.instance_id for outcome in outcomes})]
-        self._finish(keys=names, args=args, client=pipe)
+        lua.call(self._finish, names, args, pipe)
 
     def attempted(
         self, notification: str, instance_id: int, item: str, attempt: dict[str, Any], status: str, *,
@@ -226,7 +223,7 @@ class DeliveryLog:
 
     def handed_off(self, pipe: redis.client.Pipeline, notification: str, job_id: str) -> None:
         """A batch gave the delivery to a job of its own (in the batch's MULTI); its status stays."""
-        self._point(keys=[keys.delivery(notification)], args=[job_id], client=pipe)
+        lua.call(self._point, [keys.delivery(notification)], [job_id], pipe)
 
     def replayed(self, pipe: redis.client.Pipeline, notification: str, job_id: str) -> None:
         """Put a delivery back to RECEIVED for a replay (in the dispatcher's MULTI)."""
@@ -237,11 +234,12 @@ class DeliveryLog:
         attempt: bytes = b"", job: str = "", replay: bool = False, pipe: redis.client.Pipeline | None = None,
         pending: bool = False, item: str = "",
     ) -> None:  # fmt: skip
-        self._set_status(
-            keys=[keys.delivery(notification), keys.delivery_attempts(notification)],
-            args=[status, now_ms(), next_attempt or "", reason or "", self.retention, keys.PREFIX + "instance:",
-                  attempt, job, "1" if replay else "0", MAX_ATTEMPTS, "1" if pending else "0", item],
-            client=pipe,
+        lua.call(
+            self._set_status,
+            [keys.delivery(notification), keys.delivery_attempts(notification)],
+            [status, now_ms(), next_attempt or "", reason or "", self.retention, keys.PREFIX + "instance:",
+             attempt, job, "1" if replay else "0", MAX_ATTEMPTS, "1" if pending else "0", item],
+            pipe,
         )  # fmt: skip
 
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import redis
 
-from workers import keys
+from workers import keys, lua
 
 PROBE_FIRST = 5  # seconds from pausing to the first probe
 PROBE_MAX = 3600
@@ -277,7 +277,7 @@ class Pauses:
 
     def drained(self, pipe: redis.client.Pipeline, instance_id: int, moved: int) -> None:
         """In the drain's MULTI: take `moved` items off the buffer; finish or schedule the next step."""
-        self._drained(keys=self._keys(instance_id, buffer=True), args=[moved, now_ms(), instance_id], client=pipe)
+        lua.call(self._drained, self._keys(instance_id, buffer=True), [moved, now_ms(), instance_id], pipe)
 
     def claim_due(self, at_most: int = 50) -> tuple[list[int], int]:
         """Instances whose probe or drain step is due, each leased until the returned lease (ms)."""

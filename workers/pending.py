@@ -39,6 +39,7 @@ Nothing is lost:
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -198,6 +199,38 @@ def ensure_runner(connection: redis.Redis, queue: Queue, url: str, limiter: Inst
 
     if connection.llen(pending(url)):
         transaction(connection, {url}, fill)
+
+
+# KEYS: the URL's runner key, its pending list. ARGV: this runner's job id. The runner stops waiting:
+# it is no longer the URL's waiting runner, and learns whether an entry came in the meantime.
+_STOP_WAITING = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return redis.call('LLEN', KEYS[2])
+"""
+WAIT_SLICE = 0.01  # seconds a lingering runner blocks before it looks at the queue again
+
+
+def linger(connection: redis.Redis, queue: Queue, url: str, job_id: str, seconds: float) -> bool:
+    """Wait up to `seconds` for an entry to be pending for `url`, as the URL's waiting runner (so
+    the dispatcher queues no other runner for it meanwhile), while no other job waits in `queue`
+    for this worker. True when an entry is pending (the caller takes again); False when the wait
+    ended without one, the URL being then free for the dispatcher to queue a new runner.
+
+    Under a steady stream this spares each event that comes just after a batch the start of a new
+    RQ job (about 12 ms of round trips); a job waiting for the worker ends it at once."""
+    if not connection.set(runner(url), job_id, nx=True, ex=RUNNER_TTL):
+        return bool(connection.llen(pending(url)))  # a runner is queued: this one takes, it finds none
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        # A list moved onto itself, head to head: a blocking peek that changes nothing. (Redis takes
+        # fractions of a second here; redis-py's stub says int.)
+        wait = min(WAIT_SLICE, left)
+        if connection.blmove(pending(url), pending(url), wait, "LEFT", "LEFT") is not None:  # type: ignore[arg-type]
+            return True  # still named as the URL's runner: taking clears that (_TAKE)
+        if connection.llen(queue.key):
+            break
+    stop = connection.register_script(_STOP_WAITING)
+    return bool(stop(keys=[runner(url), pending(url)], args=[job_id]))
 
 
 def note_answered(connection: redis.Redis, job_id: str, noted: list[tuple[str, dict[str, Any]]]) -> None:

@@ -229,6 +229,29 @@ def test_a_runner_takes_again_what_came_while_its_batch_was_on_the_wire(
     ] * 3
 
 
+def test_a_runner_waits_briefly_for_more_before_it_ends(
+    api: httpx.Client, callbacks: CallbackServer, worker: WorkerProcess, redis_client: redis.Redis
+) -> None:
+    """An event that comes just after a runner's batch went out is taken by that runner (within
+    LINGER_SECONDS, 50 ms), not left to a new job; one that comes later gets a new runner."""
+    create_custom(api, f"{callbacks.url}/hook")
+    assert post_webhook(api, webhook("l-0")).status_code == 200
+    callbacks.wait_for(1, timeout=20)
+    time.sleep(0.025)
+    assert post_webhook(api, webhook("l-1")).status_code == 200
+    callbacks.wait_for(2, timeout=20)
+    time.sleep(0.5)  # the runner has stopped waiting
+    assert redis_client.keys("relay:url:*:runner") == []  # and no longer stands for the URL
+    assert post_webhook(api, webhook("l-2")).status_code == 200
+    received = callbacks.wait_for(3, timeout=20)
+    time.sleep(0.3)
+    assert [r.json()["message"]["raw"]["eventId"] for r in received] == ["l-0", "l-1", "l-2"]
+    jobs = [line["job_id"] for line in map(orjson.loads, worker.logs().splitlines())
+            if line.get("event") == "delivery.succeeded"]  # fmt: skip
+    assert len(jobs) == 3
+    assert jobs[0] == jobs[1] != jobs[2]
+
+
 def test_a_batch_of_fast_answers_is_noted_as_it_goes_so_a_crash_resends_little(
     api: httpx.Client, callbacks: CallbackServer, settings: Settings, tmp_path: Path, redis_client: redis.Redis
 ) -> None:
