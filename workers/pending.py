@@ -121,8 +121,11 @@ def parse(raw: bytes | str) -> tuple[str, int]:
     return text, int(instance_id)
 
 
+RUNNER_SUFFIX = 12  # the random end of a runner's job id
+
+
 def runner_job_id(url: str) -> str:
-    return f"run-{url.replace(':', '-')}-{uuid.uuid4().hex[:12]}"
+    return f"run-{url.replace(':', '-')}-{uuid.uuid4().hex[:RUNNER_SUFFIX]}"
 
 
 def transaction(
@@ -211,24 +214,29 @@ WAIT_SLICE = 0.01  # seconds a lingering runner blocks before it looks at the qu
 
 
 def linger(connection: redis.Redis, queue: Queue, url: str, job_id: str, seconds: float) -> bool:
-    """Wait up to `seconds` for an entry to be pending for `url`, as the URL's waiting runner (so
-    the dispatcher queues no other runner for it meanwhile), while no other job waits in `queue`
-    for this worker. True when an entry is pending (the caller takes again); False when the wait
-    ended without one, the URL being then free for the dispatcher to queue a new runner.
+    """Wait up to `seconds` for an entry to be pending for `url`, while no job other than the URL's
+    own runners waits in `queue` for this worker. Meanwhile it stands as the URL's waiting runner,
+    unless one is queued already, so that the dispatcher queues none for what comes. True when an
+    entry is pending (the caller takes again); False when the wait ended without one, the URL being
+    then free for the dispatcher to queue a new runner.
 
     Under a steady stream this spares each event that comes just after a batch the start of a new
-    RQ job (about 12 ms of round trips); a job waiting for the worker ends it at once."""
-    if not connection.set(runner(url), job_id, nx=True, ex=RUNNER_TTL):
-        return bool(connection.llen(pending(url)))  # a runner is queued: this one takes, it finds none
+    RQ job (about 12 ms of round trips, more under load); another URL's job ends it at once. A runner
+    queued for the same URL meanwhile does not: it would start only to find nothing, later."""
+    named = connection.set(runner(url), job_id, nx=True, ex=RUNNER_TTL)
+    ours = runner_job_id(url)[:-RUNNER_SUFFIX].encode()
     end = time.monotonic() + seconds
     while (left := end - time.monotonic()) > 0:
         # A list moved onto itself, head to head: a blocking peek that changes nothing. (Redis takes
         # fractions of a second here; redis-py's stub says int.)
         wait = min(WAIT_SLICE, left)
         if connection.blmove(pending(url), pending(url), wait, "LEFT", "LEFT") is not None:  # type: ignore[arg-type]
-            return True  # still named as the URL's runner: taking clears that (_TAKE)
-        if connection.llen(queue.key):
+            return True  # if named the URL's runner, taking clears that (_TAKE)
+        waiting: list[bytes] = connection.lrange(queue.key, 0, 3)  # type: ignore[assignment]
+        if any(not job.startswith(ours) for job in waiting):
             break
+    if not named:
+        return bool(connection.llen(pending(url)))
     stop = connection.register_script(_STOP_WAITING)
     return bool(stop(keys=[runner(url), pending(url)], args=[job_id]))
 
