@@ -108,7 +108,10 @@ def run(plan: Plan, workers: int, *, quick: bool = False) -> dict[str, Any]:
         return results
 
 
-PROBES = 5
+PROBES = 8
+PROBE_STEP = 0.8
+KEPT_UP_SECONDS = 0.5
+SENT_AT_LEAST = 0.95
 
 
 def say(text: str) -> None:
@@ -222,8 +225,11 @@ def delivery_run(
     before = stack.command_calls()
     backlog = _requests(directory, f"{run}-backlog", plan.deliveries, stores)
     send_all(f"{url}/events/ecwid", backlog)  # no worker runs yet: the backlog waits in the inbox
-    pool.extend(stack.workers(workers))
+    started = stack.workers(workers)
+    pool.extend(started)
+    cpu = sum(cpu_seconds(process.pid) for process in started)
     wait_for_sink(stack, plan.deliveries, timeout=60 + plan.deliveries / 50)
+    cpu = sum(cpu_seconds(process.pid) for process in started) - cpu
     after = stack.command_calls()
     drained, rate = stack.sink_count(), _arrival_rate(stack)
     delta = {name: after.get(name, 0) - before.get(name, 0) for name in after}
@@ -233,6 +239,7 @@ def delivery_run(
     wait_for_sink(stack, plan.deliveries, timeout=60 + plan.deliveries / 50)
     return {
         "events": plan.deliveries, "delivered": drained, "deliveries_per_s": rate,
+        "worker_cpu_us_per_event": cpu / drained * 1e6,
         "deliveries_per_s_while_ingesting": _arrival_rate(stack), "delivered_while_ingesting": stack.sink_count(),
         "ingest_rps_while_delivering": sent["rps"], "ingest_errors": sent["errors"],
         "redis_commands_per_event": sum(delta.values()) / plan.deliveries, "busiest_commands": busiest,
@@ -280,10 +287,14 @@ def e2e_run(
 def sustainable_rate(
     stack: Stack, plan: Plan, directory: Path, url: str, drain_rate: float, stores: list[int]
 ) -> tuple[float, list[dict[str, Any]]]:
-    """The highest steady arrival rate the relay keeps up with, from the backlog-drain rate down.
+    """The highest steady arrival rate the relay keeps up with, from the rate it delivered while
+    ingesting down by PROBE_STEP a probe.
 
-    A probe sends at a fixed rate for `plan.probe_seconds`; it is sustained when every event has
-    reached the sink within a second of the last one being accepted (no backlog built up).
+    A probe sends at a fixed rate for `plan.probe_seconds` (open loop). It is sustained when the
+    load generator did send at that rate (SENT_AT_LEAST of it: else the two cores could not even
+    carry the load) and every event reached the sink within KEPT_UP_SECONDS of the last one being
+    accepted (no backlog built up: a relay slower than the offered rate by a fraction f falls
+    f × probe_seconds behind).
     """
     rate, probes = drain_rate, []
     requests = directory / "probe.txt"
@@ -291,16 +302,19 @@ def sustainable_rate(
         hooks = load.webhooks(f"probe{attempt}", max(int(rate * plan.probe_seconds), 10), stores, CLIENT_SECRET)
         load.write_requests(requests, hooks)
         stack.sink_reset()
-        send_at(f"{url}/events/ecwid", requests, rate)
-        end = time.monotonic() + 1.0
+        sent = send_at(f"{url}/events/ecwid", requests, rate)
+        end = time.monotonic() + KEPT_UP_SECONDS
         while stack.sink_count() < len(hooks) and time.monotonic() < end:
-            time.sleep(0.02)
-        sustained = stack.sink_count() >= len(hooks)
-        probes.append({"rate": round(rate, 1), "sustained": sustained})
+            time.sleep(0.01)
+        kept_up = stack.sink_count() >= len(hooks)
+        sent_rate = len(hooks) / sent["seconds"]
+        sustained = kept_up and sent_rate >= SENT_AT_LEAST * rate
+        probes.append({"rate": round(rate, 1), "sent_rate": round(sent_rate, 1), "kept_up": kept_up,
+                       "sustained": sustained})  # fmt: skip
         if sustained:
             return rate, probes
         wait_for_sink(stack, len(hooks), timeout=120)  # let the backlog drain before the next probe
-        rate *= 0.6
+        rate *= PROBE_STEP
     return rate, probes
 
 
