@@ -223,7 +223,9 @@ def linger(connection: redis.Redis, queue: Queue, url: str, job_id: str, seconds
     Under a steady stream this spares each event that comes just after a batch the start of a new
     RQ job (about 12 ms of round trips, more under load); another URL's job ends it at once. A runner
     queued for the same URL meanwhile does not: it would start only to find nothing, later."""
-    named = connection.set(runner(url), job_id, nx=True, ex=RUNNER_TTL)
+    # Named for the wait and a second more, not RUNNER_TTL: if this worker dies meanwhile, the URL
+    # must not wait for the crash to be noticed before the dispatcher queues it a runner again.
+    named = connection.set(runner(url), job_id, nx=True, px=int(seconds * 1000) + 1000)
     ours = runner_job_id(url)[:-RUNNER_SUFFIX].encode()
     end = time.monotonic() + seconds
     while (left := end - time.monotonic()) > 0:

@@ -153,3 +153,13 @@ def test_a_runner_queued_for_the_same_url_does_not_end_the_wait(redis_client: re
     later.join()
     assert redis_client.get(pending.runner(URL)) == queued.encode()  # not taken over, not cleared
     assert pending.take(redis_client, URL, me, 200, 1.0).entries == [("late", 1)]
+
+
+def test_a_lingering_runner_stands_for_the_url_only_for_its_wait(redis_client: redis.Redis) -> None:
+    """If its worker dies while it waits, the URL is free again a second after the wait would have
+    ended, not after RUNNER_TTL (ten minutes)."""
+    me = pending.runner_job_id(URL)
+    later = _arrives_later(redis_client, pending.entry("late", 1), 0.1)
+    assert pending.linger(redis_client, queue(redis_client), URL, me, 0.5) is True
+    later.join()
+    assert 0 < redis_client.pttl(pending.runner(URL)) <= 1500
