@@ -86,12 +86,16 @@ def run_pending(url: str) -> str:
     read: set[int] = set()
     # Each turn after the first saves RQ's ~20 round trips of a new job (see docs/performance.md):
     # under a steady stream an event waits for the batch on the wire, not for a job to start.
-    while first or time.monotonic() < deadline:
-        taken = pending.take(ctx.redis, url, job_id, MAX_EVENTS, deadline - time.monotonic())
+    following: pending.Taken | None = None  # what the last batch's closing transaction took
+    take_now = True  # the first turn, or entries known to be there: take (or deliver) whatever the time
+    while take_now or time.monotonic() < deadline:
+        taken = following or pending.take(ctx.redis, url, job_id, MAX_EVENTS, deadline - time.monotonic())
+        following, take_now = None, False
         if not taken.entries:
             # After a clean batch, wait a little for more rather than leave the next event to a new job.
             linger = min(LINGER_SECONDS, deadline - time.monotonic())
-            if not first and linger > 0 and pending.linger(ctx.redis, queue, url, job_id, linger):
+            take_now = not first and linger > 0 and pending.linger(ctx.redis, queue, url, job_id, linger)
+            if take_now:
                 continue
             break
         unread = {instance_id for _, instance_id in taken.entries} - read
@@ -113,15 +117,19 @@ def run_pending(url: str) -> str:
                         crashes=taken.crashes)  # fmt: skip
         batch = [(InboxItem.loads(text), text, instance_id) for text, instance_id in taken.entries]
         with structlog.contextvars.bound_contextvars(url=url):
-            summary, gave_back, handed_off = deliver(
-                url, job_id, batch, instances, answered, isolate=taken.crashes > 1, deadline=deadline
-            )
-            log.info("batch.done", events=len(batch), summary=summary)
+            summary, gave_back, handed_off, following = deliver(
+                url, job_id, batch, instances, answered, isolate=taken.crashes > 1, deadline=deadline,
+                take_next=not taken.crashes,
+            )  # fmt: skip
+            # took_next: entries the closing transaction took for the next batch (None: it did not take).
+            log.info("batch.done", events=len(batch), summary=summary,
+                     took_next=None if following is None else len(following.entries))  # fmt: skip
         # A failure is decided by its own job before this URL gets more; a crashed batch ends its job.
         ended = bool(gave_back or handed_off or taken.crashes)
         drained = not ended and not taken.left  # else it may leave entries behind for a successor
         if ended:
             break
+        take_now = following is not None and bool(following.entries)  # taken: this job delivers them
     if not drained:
         # It may leave entries behind (given back, or still pending when the budget ran out).
         pending.ensure_runner(ctx.redis, queue, url, limiter)
@@ -137,14 +145,17 @@ def deliver(
     *,
     isolate: bool = False,
     deadline: float | None = None,
-) -> tuple[str, int, int]:
+    take_next: bool = False,
+) -> tuple[str, int, int, pending.Taken | None]:
     """Deliver runner `job_id`'s `batch` in order, until the first failure or BUDGET_SECONDS. Then,
     in one transaction: record every outcome; hand the failed event (with its attempt) to a job of
     its own; give what is left back to the head of the URL's pending list; clear the taken list.
     Events in `answered` (noted before the runner's worker died) are recorded, not sent; with
     `isolate`, each of the others goes to a job of its own, unsent. `deadline` (monotonic) ends
-    the batch early, as BUDGET_SECONDS from now does by default. Returns the summary, how many
-    entries were given back and how many handed off."""
+    the batch early, as BUDGET_SECONDS from now does by default. With `take_next`, a batch that went
+    out cleanly before the deadline takes the next in the same transaction (saving a round trip a
+    turn). Returns the summary, how many entries were given back, how many handed off, and what
+    was taken next (None when nothing was asked for)."""
     deadline = time.monotonic() + BUDGET_SECONDS if deadline is None else deadline
     ctx = context.current()
     pauses = Pauses(ctx.redis)
@@ -203,11 +214,15 @@ def deliver(
         if singles:
             hand_off(pipe, [(text, instance_id) for _, text, instance_id in singles], failure, instances)
         pending.finish(pipe, url, job_id, [pending.entry(text, i) for _, text, i in back], spent / max(sends, 1))
-        pipe.execute()
+        again = take_next and not (singles or back) and (budget := deadline - time.monotonic()) > 0
+        if again:
+            pending.take_in(pipe, url, job_id, MAX_EVENTS, budget)
+        replies = pipe.execute()
+    following = pending.read_taken(replies[-1]) if again else None
     if singles:
         log.info("batch.handed_off", events=len(singles))
     metrics.observe_batch([o.status for o in outcomes], [o.attempt["ms"] / 1000 for o in outcomes if o.attempt])
-    return _summary(outcomes, len(singles), len(back)), len(back), len(singles)
+    return _summary(outcomes, len(singles), len(back)), len(back), len(singles), following
 
 
 def _decide(

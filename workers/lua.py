@@ -22,5 +22,10 @@ def call(script: Script, keys: Sequence[Any], args: Sequence[Any], pipe: Pipelin
     if pipe is None:
         return script(keys=keys, args=args)
     text = script.script if isinstance(script.script, str) else bytes(script.script).decode()
-    pipe.eval(text, len(keys), *keys, *args)
+    queue(pipe, text, keys, args)
     return None
+
+
+def queue(pipe: Pipeline, script: str, keys: Sequence[Any], args: Sequence[Any]) -> None:
+    """Queue the script `script` (its text) in `pipe`."""
+    pipe.eval(script, len(keys), *keys, *args)

@@ -50,7 +50,7 @@ import redis
 from redis.client import Pipeline
 from rq import Queue
 
-from workers import jobs, keys
+from workers import jobs, keys, lua
 from workers.instances import Instance
 
 RUNNER_TTL = 600  # seconds a runner may wait to start before another may be queued beside it
@@ -177,9 +177,26 @@ def take(connection: redis.Redis, url: str, job_id: str, most: int, budget: floa
     many pending ones as the URL's pace lets it send in `budget` seconds (at most `most`), moved to
     its taken list."""
     script = connection.register_script(_TAKE)
-    names = [pending(url), taken(job_id), runner(url), pace(url), crashes(job_id)]
-    entries, left, crashed = script(keys=names, args=[job_id, most, int(budget * 1000), FIRST_TAKE])
+    return read_taken(script(keys=_take_keys(url, job_id), args=_take_args(job_id, most, budget)))
+
+
+def take_in(pipe: Pipeline, url: str, job_id: str, most: int, budget: float) -> None:
+    """Queue a `take` in `pipe` (the runner's closing MULTI, after `finish`): the next batch is
+    taken in the round trip that records this one. `read_taken` reads its reply from EXEC's."""
+    lua.queue(pipe, _TAKE, _take_keys(url, job_id), _take_args(job_id, most, budget))
+
+
+def read_taken(reply: list[Any]) -> Taken:
+    entries, left, crashed = reply
     return Taken([parse(raw) for raw in entries], int(left), int(crashed))
+
+
+def _take_keys(url: str, job_id: str) -> list[str]:
+    return [pending(url), taken(job_id), runner(url), pace(url), crashes(job_id)]
+
+
+def _take_args(job_id: str, most: int, budget: float) -> list[str | int]:
+    return [job_id, most, int(budget * 1000), FIRST_TAKE]
 
 
 def finish(pipe: Pipeline, url: str, job_id: str, back: list[str], ms_per_request: float) -> None:
