@@ -208,9 +208,8 @@ def deliver(
     delivered = sorted({o.instance_id for o in outcomes if o.status == "NOTIFIED"})
     with ctx.redis.pipeline(transaction=True) as pipe:
         DeliveryLog(ctx.redis, ctx.settings.event_retention).finish(outcomes, pipe)
-        for instance_id in delivered:
-            # Once per instance, and before any failure handed off is judged: successes end a failure run.
-            pauses.succeeded(instance_id, pipe)
+        # Once per instance, and before any failure handed off is judged: successes end a failure run.
+        pauses.succeeded_many(delivered, pipe)
         if singles:
             hand_off(pipe, [(text, instance_id) for _, text, instance_id in singles], failure, instances)
         pending.finish(pipe, url, job_id, [pending.entry(text, i) for _, text, i in back], spent / max(sends, 1))

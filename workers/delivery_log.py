@@ -37,29 +37,6 @@ MAX_ATTEMPTS = 50
 MAX_PER_INSTANCE = 100_000
 BODY_EXCERPT = 2048
 
-# Index records (ARGV[5..]: score, id, score, id ...), then tidy the index once: forget entries older
-# than the retention whose record has expired (a record lives `retention` after its *last* change, so an
-# old one may still be alive), and over the cap drop the oldest, records included. So the index never
-# grows without limit.
-_INDEX = """
-redis.call('ZADD', KEYS[1], unpack(ARGV, 5))
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, 100)) do
-  if redis.call('EXISTS', ARGV[3] .. id) == 0 then
-    redis.call('DEL', ARGV[3] .. id .. ':attempts')
-    redis.call('ZREM', KEYS[1], id)
-  end
-end
-local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[2])
-if excess > 0 then
-  for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, excess - 1)) do
-    redis.call('DEL', ARGV[3] .. id, ARGV[3] .. id .. ':attempts')
-    redis.call('ZREM', KEYS[1], id)
-  end
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return 1
-"""
-
 # A status change of an existing record (an expired one stays gone: no partial records), with an
 # optional attempt, job id and replay count; refreshes the expiry of the record, its attempts and
 # its instance's index. KEYS: record, attempts. ARGV: status, updated, next_attempt, reason, ttl,
@@ -111,18 +88,47 @@ end
 return 1
 """
 
-# New RECEIVED records, replacing any earlier record of the same notification and its attempts.
-# KEYS: record and attempts of each. ARGV: created, ttl, then id, instance, event, kind, store,
-# summary and job of each.
+# New RECEIVED records, replacing any earlier record of the same notification and its attempts, and
+# each in its instance's index; then each index is tidied once: entries older than the retention whose
+# record has expired are forgotten (a record lives `retention` after its *last* change, so an old one
+# may still be alive), and over the cap the oldest go, records included. So an index never grows
+# without limit. KEYS: record and attempts of each record, then the indexes. ARGV: created, ttl (s),
+# oldest score kept, cap, record key prefix, ttl (ms), number of records, then id, instance, event,
+# kind, store, summary, job and index position (1-based, among the KEYS after the records) of each.
 _RECEIVED = """
-local created, ttl = ARGV[1], tonumber(ARGV[2])
-for i = 1, #KEYS / 2 do
-  local record, a = KEYS[2 * i - 1], 7 * i - 4
+local created, ttl, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[7])
+local members = {}
+for i = 1, n do
+  local record, a = KEYS[2 * i - 1], 8 * i
   redis.call('DEL', record, KEYS[2 * i])
   redis.call('HSET', record, 'id', ARGV[a], 'instance', ARGV[a + 1], 'status', 'RECEIVED', 'created', created,
              'updated', created, 'event', ARGV[a + 2], 'kind', ARGV[a + 3], 'store', ARGV[a + 4],
              'summary', ARGV[a + 5], 'job', ARGV[a + 6], 'replays', '0')
   redis.call('EXPIRE', record, ttl)
+  local k = tonumber(ARGV[a + 7])
+  local list = members[k] or {}
+  list[#list + 1] = created
+  list[#list + 1] = ARGV[a]
+  members[k] = list
+end
+local prefix, cap = ARGV[5], tonumber(ARGV[4])
+for k, list in pairs(members) do
+  local index = KEYS[2 * n + k]
+  redis.call('ZADD', index, unpack(list))
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', index, '-inf', '(' .. ARGV[3], 'LIMIT', 0, 100)) do
+    if redis.call('EXISTS', prefix .. id) == 0 then
+      redis.call('DEL', prefix .. id .. ':attempts')
+      redis.call('ZREM', index, id)
+    end
+  end
+  local excess = redis.call('ZCARD', index) - cap
+  if excess > 0 then
+    for _, id in ipairs(redis.call('ZRANGE', index, 0, excess - 1)) do
+      redis.call('DEL', prefix .. id, prefix .. id .. ':attempts')
+      redis.call('ZREM', index, id)
+    end
+  end
+  redis.call('PEXPIRE', index, ARGV[6])
 end
 return 1
 """
@@ -153,7 +159,6 @@ class DeliveryLog:
         self.redis = connection
         self.retention = retention
         self.max_per_instance = max_per_instance
-        self._index = connection.register_script(_INDEX)
         self._set_status = connection.register_script(_STATUS)
         self._point = connection.register_script(_POINT)
         self._finish = connection.register_script(_FINISH)
@@ -169,21 +174,21 @@ class DeliveryLog:
         if not records:
             return
         created = now_ms()
-        indexed: dict[int, list[str | int]] = {}
+        retention_ms = self.retention * 1000
+        positions: dict[int, int] = {}  # instance id -> its index's position among the keys
         names: list[str] = []
-        fields: list[str | int | bytes] = [created, self.retention]
+        fields: list[str | int | bytes] = [created, self.retention, created - retention_ms, self.max_per_instance,
+                                           keys.PREFIX + "delivery:", retention_ms, len(records)]  # fmt: skip
         for item, instance_id, job_id in records:
             notification = item.notification_id(instance_id)
             names += [keys.delivery(notification), keys.delivery_attempts(notification)]
+            position = positions.setdefault(instance_id, len(positions) + 1)
             fields += [notification, instance_id, item.event_id, item.kind, item.store_id,
-                       orjson.dumps(envelope.events(item)), job_id]  # fmt: skip
-            indexed.setdefault(instance_id, []).extend([created, notification])
-        # One command for the batch: packing three per record was most of the dispatcher's CPU.
+                       orjson.dumps(envelope.events(item)), job_id, position]  # fmt: skip
+        names += [keys.instance_deliveries(instance_id) for instance_id in positions]
+        # One command for the batch: packing three per record and one per instance was most of the
+        # dispatcher's CPU (and grew with the number of instances a batch goes to).
         lua.call(self._received, names, fields, pipe)
-        for instance_id, entries in indexed.items():
-            lua.call(self._index, [keys.instance_deliveries(instance_id)],
-                     [created - self.retention * 1000, self.max_per_instance, keys.PREFIX + "delivery:",
-                      self.retention * 1000, *entries], pipe)  # fmt: skip
 
     def finish(self, outcomes: list[Outcome], pipe: redis.client.Pipeline | None = None) -> None:
         """Record `outcomes` (status, reason, attempt) in one script call; records that expired

@@ -184,6 +184,10 @@ class Gate:
     parked: bool  # the item went to the buffer: do not deliver it now
 
 
+# A success ends the run of failures of each instance whose state is in KEYS.
+_SUCCEEDED = "for _, state in ipairs(KEYS) do redis.call('HDEL', state, 'failures') end return 1"
+
+
 class Pauses:
     """The pause-and-drain state of instances, over a synchronous Redis client (worker side)."""
 
@@ -195,6 +199,7 @@ class Pauses:
         self._resume = connection.register_script(RESUME_SCRIPT)
         self._reached = connection.register_script(_PROBE_REACHED)
         self._drained = connection.register_script(_DRAINED)
+        self._succeeded = connection.register_script(_SUCCEEDED)
         self._claim = connection.register_script(_CLAIM)
         self._holds = connection.register_script(_HOLDS)
         self._probe_failed = connection.register_script(_PROBE_FAILED)
@@ -225,6 +230,12 @@ class Pauses:
     def succeeded(self, instance_id: int, pipe: redis.client.Pipeline | None = None) -> None:
         """A 2xx ends a run of failures (in `pipe`, if given)."""
         (pipe or self.redis).hdel(keys.delivery_state(instance_id), "failures")
+
+    def succeeded_many(self, instance_ids: list[int], pipe: redis.client.Pipeline) -> None:
+        """`succeeded` for each of `instance_ids`, in one command queued in `pipe` (a batch's events
+        can go to as many instances as it has events)."""
+        if instance_ids:
+            lua.call(self._succeeded, [keys.delivery_state(i) for i in instance_ids], [], pipe)
 
     def pause(self, instance_id: int, reason: str) -> None:
         """Pause until resumed by hand (`resume`): no probes."""

@@ -138,3 +138,17 @@ def test_a_batch_is_gated_in_one_call_per_item_in_order(redis_client: redis.Redi
     assert redis_client.zscore(keys.DELIVERY_DUE, 20) is None  # by hand: still no probes
     assert redis_client.zscore(keys.DELIVERY_DUE, 22) is not None
     assert pauses.gate_many([]) == []
+
+
+def test_a_batch_ends_the_failure_runs_of_its_instances_in_one_command(redis_client: redis.Redis) -> None:
+    pauses = Pauses(redis_client)
+    for instance_id in (1, 2, 3):
+        assert pauses.failed(instance_id, 5, "HTTP 503") == 0
+    before = int(redis_client.info("commandstats").get("cmdstat_eval", {}).get("calls", 0))
+    with redis_client.pipeline(transaction=True) as pipe:
+        pauses.succeeded_many([1, 2], pipe)
+        pauses.succeeded_many([], pipe)
+        pipe.execute()
+    assert int(redis_client.info("commandstats")["cmdstat_eval"]["calls"]) - before == 1
+    assert [redis_client.hget(keys.delivery_state(i), "failures") for i in (1, 2, 3)] == [None, None, b"1"]
+    assert pauses.failed(1, 5, "HTTP 503") == 0 and redis_client.hget(keys.delivery_state(1), "failures") == b"1"
