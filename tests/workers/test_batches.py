@@ -13,7 +13,7 @@ import redis
 from tests.conftest import AUTH, WorkerProcess
 from tests.support.ecwid import create_custom, post_webhook, webhook
 from tests.support.servers import CallbackServer, Reply
-from workers import keys
+from workers import batches, keys
 from workers.ecwid_events import describe
 from workers.inbox import InboxItem, notification_id
 from workers.settings import Settings
@@ -281,3 +281,10 @@ def test_a_batch_of_fast_answers_is_noted_as_it_goes_so_a_crash_resends_little(
     resent = len(ids) - 41  # q-40 arrived once: its first attempt never got its answer
     assert 0 <= resent <= 6
     assert redis_client.keys("relay:runner:*") == []
+
+
+def test_runner_jobs_get_budgets_spread_around_a_second() -> None:
+    """So that the runners of one URL on different workers do not keep ending at once."""
+    budgets = [batches.job_budget() for _ in range(200)]
+    assert all(0.75 * batches.BUDGET_SECONDS <= b <= 1.25 * batches.BUDGET_SECONDS for b in budgets)
+    assert max(budgets) - min(budgets) > 0.25 * batches.BUDGET_SECONDS
