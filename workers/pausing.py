@@ -227,9 +227,9 @@ class Pauses:
         return int(self._failed(keys=self._keys(instance_id), args=[threshold, now_ms(), reason, instance_id,
                                                                     PROBE_FIRST * 1000]))  # fmt: skip
 
-    def succeeded(self, instance_id: int, pipe: redis.client.Pipeline | None = None) -> None:
-        """A 2xx ends a run of failures (in `pipe`, if given)."""
-        (pipe or self.redis).hdel(keys.delivery_state(instance_id), "failures")
+    def succeeded(self, instance_id: int) -> None:
+        """A 2xx ends a run of failures."""
+        self.redis.hdel(keys.delivery_state(instance_id), "failures")
 
     def succeeded_many(self, instance_ids: list[int], pipe: redis.client.Pipeline) -> None:
         """`succeeded` for each of `instance_ids`, in one command queued in `pipe` (a batch's events

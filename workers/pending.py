@@ -121,11 +121,13 @@ def parse(raw: bytes | str) -> tuple[str, int]:
     return text, int(instance_id)
 
 
-RUNNER_SUFFIX = 12  # the random end of a runner's job id
+def runner_prefix(url: str) -> str:
+    """What the job ids of `url`'s runners start with."""
+    return f"run-{url.replace(':', '-')}-"
 
 
 def runner_job_id(url: str) -> str:
-    return f"run-{url.replace(':', '-')}-{uuid.uuid4().hex[:RUNNER_SUFFIX]}"
+    return runner_prefix(url) + uuid.uuid4().hex[:12]
 
 
 def transaction(
@@ -243,7 +245,7 @@ def linger(connection: redis.Redis, queue: Queue, url: str, job_id: str, seconds
     # Named for the wait and a second more, not RUNNER_TTL: if this worker dies meanwhile, the URL
     # must not wait for the crash to be noticed before the dispatcher queues it a runner again.
     named = connection.set(runner(url), job_id, nx=True, px=int(seconds * 1000) + 1000)
-    ours = runner_job_id(url)[:-RUNNER_SUFFIX].encode()
+    ours = runner_prefix(url).encode()
     end = time.monotonic() + seconds
     while (left := end - time.monotonic()) > 0:
         # A list moved onto itself, head to head: a blocking peek that changes nothing. (Redis takes
