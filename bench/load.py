@@ -1,7 +1,9 @@
 """Load: signed Ecwid webhooks, and two ways to send them.
 
 * `wrk` (Debian's) replays a file of pre-signed requests through bench/wrk.lua:
-  the throughput runs, where the generator must out-run a 30k req/s endpoint.
+  the throughput runs, where the generator must out-run a 30k req/s endpoint; and, through
+  bench/wrk_paced.lua, at a fixed rate: ingest latency at a given load rather than at
+  saturation (where a closed loop's latency is its connection count over the rate).
 * `python -m bench.load`, our own asyncio generator: a fixed number of requests
   as fast as it can (filling queues), or an open-loop fixed rate (the end-to-end
   latency run), recording when each event's 200 arrived. It is also the fallback
@@ -30,6 +32,7 @@ import orjson
 from workers.signatures import ecwid_signature
 
 WRK_SCRIPT = Path(__file__).with_name("wrk.lua")
+WRK_PACED_SCRIPT = Path(__file__).with_name("wrk_paced.lua")
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,45 @@ def throughput(url: str, requests: Path, *, connections: int, seconds: float) ->
                "--seconds", str(seconds)]  # fmt: skip
     result = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
     return Throughput(**result, generator="bench.load (python)")
+
+
+@dataclass(frozen=True)
+class Paced:
+    rate: float  # asked for
+    requests: int  # answered
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    sent: int
+    late: int  # sent more than 2 ms behind their time: the run fell behind its rate
+    errors: int
+
+    @property
+    def held(self) -> bool:
+        """The rate was kept: answered at 95% of it or more, at most 1% of sends late, no errors."""
+        return self.rps >= 0.95 * self.rate and self.late <= 0.01 * self.sent and not self.errors
+
+
+def paced(url: str, requests: Path, *, rate: float, connections: int, seconds: float) -> Paced | None:
+    """`rate` requests per second for `seconds` over up to `connections` connections (wrk only:
+    our own generator cannot hold thousands a second beside the server; None without wrk)."""
+    if not have_wrk():
+        return None
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "5s",
+               "-s", str(WRK_PACED_SCRIPT), url, "--", str(requests), str(rate)]  # fmt: skip
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    result: dict[str, int] = {}
+    for line in output.splitlines():
+        if line.startswith("{"):
+            result.update(json.loads(line))
+    seconds_run = result["duration_us"] / 1e6
+    return Paced(
+        rate=rate, requests=result["requests"], rps=result["requests"] / seconds_run,
+        p50_ms=result["p50_us"] / 1000, p99_ms=result["p99_us"] / 1000, max_ms=result["max_us"] / 1000,
+        sent=result["paced_sent"], late=result["paced_late"],
+        errors=result["status_errors"] + result["socket_errors"] + result["timeouts"],
+    )  # fmt: skip
 
 
 # -- our own generator ------------------------------------------------------------------

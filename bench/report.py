@@ -20,9 +20,12 @@ def targets(results: dict[str, Any], workers: int) -> list[dict[str, Any]]:
     ingest_cpu_flat = _flatness([1 / run["server_cpu_us_per_request"] for run in ingest["relay"].values()])
     delivery_cpu_flat = _flatness([1 / run["worker_cpu_us_per_event"] for run in delivery["relay"].values()])
     commands = delivery["relay"]["1"]["redis_commands_per_event"]
+    paced = one.get("paced")
     return [
         _target("ingest vs bare endpoint", f"{ingest_ratio:.0%}", ">= 50%", ingest_ratio >= 0.5),
-        _target("ingest p99 at that rate", f"{one['p99_ms']:.1f} ms", "< 10 ms", one["p99_ms"] < 10),
+        _target("ingest p99 offered 50% of the bare rate, paced", _paced_figure(paced), "< 10 ms, rate held",
+                paced is not None and paced["held"] and paced["p99_ms"] < 10),
+        _target("ingest p99 at saturation (closed loop)", f"{one['p99_ms']:.1f} ms", "< 10 ms", one["p99_ms"] < 10),
         _target("delivery per process vs httpx loop", f"{delivery_ratio:.0%}", ">= 50%", delivery_ratio >= 0.5),
         _target("end-to-end p99 at half the sustainable rate", f"{results['e2e']['p99_ms']:.1f} ms", "< 50 ms",
                 results["e2e"]["p99_ms"] < 50),
@@ -35,6 +38,19 @@ def targets(results: dict[str, Any], workers: int) -> list[dict[str, Any]]:
                 f"{delivery_cpu_flat:.0%} ({delivery_flat:.0%})", ">= 90% (cheapest/dearest)",
                 delivery_cpu_flat >= 0.9),
     ]  # fmt: skip
+
+
+def _paced_figure(paced: dict[str, Any] | None) -> str:
+    if paced is None:
+        return "not measured (needs wrk)"
+    held = "" if paced["held"] else f", rate NOT held ({paced['rps']:,.0f}/s, {paced['late']:,} late)"
+    return f"{paced['p99_ms']:.1f} ms at {paced['rate']:,.0f}/s{held}"
+
+
+def _paced_row(run: dict[str, Any] | None) -> str:
+    if run is None:
+        return "not measured (needs wrk)"
+    return f"{run['p50_ms']:.1f} / {run['p99_ms']:.1f} / {run['max_ms']:.1f}" + ("" if run["held"] else " (NOT held)")
 
 
 def _runs(values: list[int]) -> str:
@@ -66,8 +82,10 @@ def table(results: dict[str, Any]) -> str:
          f"{one['server_cpu_us_per_request']:,.0f} ({one['redis_cpu_us_per_request']:,.0f})",
          f"{bare['server_cpu_us_per_request']:,.0f} bare",
          f"{bare['server_cpu_us_per_request'] / one['server_cpu_us_per_request']:.0%}"),
-        ("ingest latency p50 / p99 ms", f"{one['p50_ms']:.1f} / {one['p99_ms']:.1f}",
+        ("ingest latency p50 / p99 ms at saturation (closed loop)", f"{one['p50_ms']:.1f} / {one['p99_ms']:.1f}",
          f"{bare['p50_ms']:.1f} / {bare['p99_ms']:.1f} bare", ""),
+        (f"ingest latency p50 / p99 / max ms paced at {(ingest['bare_paced'] or {}).get('rate', 0):,.0f}/s "
+         "(half the bare rate)", _paced_row(one.get("paced")), _paced_row(ingest["bare_paced"]) + " bare", ""),
         (f"deliveries/s per process, backlog drain ({workers} workers)", f"{per_process:,.0f}",
          f"{ceiling['per_process']:,.0f} httpx loop, best of {_runs(delivery['ceiling_runs'])}",
          f"{per_process / ceiling['per_process']:.0%}"),

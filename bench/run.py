@@ -83,13 +83,25 @@ def run(plan: Plan, workers: int, *, quick: bool = False) -> dict[str, Any]:
         # Each ceiling is measured before and after the relay's runs and the higher one is kept: on a
         # shared machine that errs against the relay, never for it.
         say("ceilings: bare Starlette endpoint, plain httpx loops")
-        bare = [ingest_ceiling(stack, plan, directory)]
+        bare = [ingest_ceiling(stack, plan, directory, paced=True)]
+        # Ingest latency is also measured offered half the bare endpoint's rate (the target's rate),
+        # paced, as the bare endpoint was: a closed loop's latency at saturation is set by its
+        # connection count (32 connections at 3,000 req/s wait 10.7 ms on average whatever the server).
+        paced_rate = bare[0].get("paced", {}).get("rate")
         loops = [delivery_ceiling(stack, plan, directory, workers)]
         results["ingest"] = {"relay": {}}
         results["delivery"] = {"relay": {}}
         for scale in plan.scales:
             say(f"{scale} instance(s): ingest, delivery" + (", end-to-end" if scale == 1 else ""))
-            ingest, delivery, e2e, rss = at_scale(stack, plan, directory, scale, workers, with_e2e=scale == 1)
+            ingest, delivery, e2e, rss = at_scale(
+                stack,
+                plan,
+                directory,
+                scale,
+                workers,
+                with_e2e=scale == 1,
+                paced_rate=paced_rate if scale == 1 else None,
+            )
             results["ingest"]["relay"][str(scale)] = ingest
             results["delivery"]["relay"][str(scale)] = delivery
             if e2e is not None:
@@ -100,6 +112,7 @@ def run(plan: Plan, workers: int, *, quick: bool = False) -> dict[str, Any]:
         loops.append(delivery_ceiling(stack, plan, directory, workers))
         results["ingest"]["bare"] = max(bare, key=lambda run: float(run["rps"]))
         results["ingest"]["bare_runs"] = [round(run["rps"]) for run in bare]
+        results["ingest"]["bare_paced"] = bare[0].get("paced")
         results["delivery"]["ceiling"] = max(loops, key=lambda run: float(run["per_process"]))
         results["delivery"]["ceiling_runs"] = [round(run["per_process"]) for run in loops]
         say("Redis memory per queued event")
@@ -140,7 +153,8 @@ def machine(stack: Stack) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def ingest_ceiling(stack: Stack, plan: Plan, directory: Path) -> dict[str, Any]:
+def ingest_ceiling(stack: Stack, plan: Plan, directory: Path, *, paced: bool = False) -> dict[str, Any]:
+    """The bare endpoint's closed-loop rate; with `paced`, also its latency offered half that rate."""
     hooks = load.webhooks("bare", 20_000, [1], CLIENT_SECRET)
     requests = directory / "bare.txt"
     load.write_requests(requests, hooks)
@@ -151,13 +165,34 @@ def ingest_ceiling(stack: Stack, plan: Plan, directory: Path) -> dict[str, Any]:
         result = load.throughput(f"{url}/events/ecwid", requests, connections=plan.connections,
                                  seconds=plan.ingest_seconds)  # fmt: skip
         cpu = cpu_seconds(process.pid) - cpu
+        at_half = (
+            load.paced(
+                f"{url}/events/ecwid",
+                requests,
+                rate=round(result.rps / 2),
+                connections=4 * plan.connections,
+                seconds=plan.ingest_seconds,
+            )  # fmt: skip
+            if paced
+            else None
+        )
     finally:
         stack.stop(process)
-    return {**asdict(result), "server_cpu_us_per_request": cpu / result.requests * 1e6}
+    answer = {**asdict(result), "server_cpu_us_per_request": cpu / result.requests * 1e6}
+    if at_half is not None:
+        answer["paced"] = {**asdict(at_half), "held": at_half.held}
+    return answer
 
 
 def at_scale(
-    stack: Stack, plan: Plan, directory: Path, scale: int, workers: int, *, with_e2e: bool
+    stack: Stack,
+    plan: Plan,
+    directory: Path,
+    scale: int,
+    workers: int,
+    *,
+    with_e2e: bool,
+    paced_rate: float | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None, tuple[float, float]]:
     stack.reset()
     started = time.monotonic()
@@ -167,6 +202,8 @@ def at_scale(
     receiver, url = stack.receiver()
     try:
         ingest = ingest_run(stack, plan, directory, receiver, url, scale, stores)
+        if paced_rate:
+            ingest["paced"] = paced_ingest(stack, plan, directory, url, scale, stores, paced_rate)
         ingest["instances_setup_seconds"] = round(setup_seconds, 2)
         clear_inbox(stack)
         pool: list[Process] = []
@@ -212,6 +249,26 @@ def ingest_run(
         **asdict(result), "queued": queued, "server_cpu_us_per_request": cpu[0] / result.requests * 1e6,
         "redis_cpu_us_per_request": cpu[1] / result.requests * 1e6,
     }  # fmt: skip
+
+
+def paced_ingest(
+    stack: Stack, plan: Plan, directory: Path, url: str, scale: int, stores: list[int], rate: float
+) -> dict[str, Any] | None:
+    """Ingest latency offered `rate` requests a second, paced (bench/wrk_paced.lua), every one a new event."""
+    stack.redis.delete(keys.INBOX)
+    available = int(rate * (plan.ingest_seconds + 1) * 1.1)
+    requests = directory / f"paced{scale}.txt"
+    load.write_requests(requests, load.webhooks(f"paced{scale}", available, stores, CLIENT_SECRET))
+    result = load.paced(f"{url}/events/ecwid", requests, rate=rate, connections=4 * plan.connections,
+                        seconds=plan.ingest_seconds)  # fmt: skip
+    if result is None:
+        return None
+    queued = stack.inbox_length()
+    # Every answered request must be a durably queued, distinct event (the last few may still be in flight).
+    if result.sent > available or queued < result.requests - 4 * plan.connections or result.errors:
+        raise RuntimeError(f"paced ingest run is not valid: {result}, {queued} queued of {available} distinct")
+    stack.redis.delete(keys.INBOX)
+    return {**asdict(result), "held": result.held, "queued": queued}
 
 
 def delivery_run(

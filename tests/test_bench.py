@@ -7,6 +7,7 @@ benchmark's own table. This checks that every figure was measured and is consist
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +38,22 @@ def test_quick_benchmark_measures_every_figure(tmp_path: Path) -> None:
     for scale in relay.values():
         assert scale["queued"] >= scale["requests"] - results["plan"]["connections"]
 
+    # Latency offered half the bare endpoint's rate, paced (wrk only): the same rate for both.
+    bare_paced, relay_paced = results["ingest"]["bare_paced"], relay["1"].get("paced")
+    assert "paced" not in relay["100"]
+    if shutil.which("wrk") is None:
+        assert bare_paced is None and relay_paced is None
+        assert "not measured (needs wrk)" in run.stdout
+    else:
+        assert bare_paced["rate"] == relay_paced["rate"] == round(results["ingest"]["bare_runs"][0] / 2)
+        for paced in (bare_paced, relay_paced):
+            assert paced["requests"] > 0 and paced["errors"] == 0 and 0 <= paced["late"] <= paced["sent"]
+            assert 0 < paced["p50_ms"] <= paced["p99_ms"] <= paced["max_ms"]
+            held = paced["rps"] >= 0.95 * paced["rate"] and paced["late"] <= 0.01 * paced["sent"]
+            assert paced["held"] is held
+        assert relay_paced["queued"] >= relay_paced["requests"] - 4 * results["plan"]["connections"]
+        assert f"paced at {bare_paced['rate']:,.0f}/s (half the bare rate)" in run.stdout
+
     delivery = results["delivery"]
     for scale in delivery["relay"].values():
         assert (
@@ -65,5 +82,10 @@ def test_quick_benchmark_measures_every_figure(tmp_path: Path) -> None:
     assert memory["receiver_peak_rss_mib"] > 10 and memory["worker_peak_rss_mib"] > 10
 
     named = {t["target"] for t in results["targets"]}
-    assert named >= {"ingest vs bare endpoint", "Redis commands per delivered event"}
+    assert named >= {
+        "ingest vs bare endpoint",
+        "ingest p99 offered 50% of the bare rate, paced",
+        "ingest p99 at saturation (closed loop)",
+        "Redis commands per delivered event",
+    }
     assert all(isinstance(t["met"], bool) for t in results["targets"])
