@@ -103,6 +103,8 @@ def table(results: dict[str, Any]) -> str:
          " / ".join(f"{ingest['relay'][s]['rps']:,.0f}" for s in scales), "", ""),
         ("ingest CPU µs per request at " + " / ".join(scales) + " instances",
          " / ".join(f"{ingest['relay'][s]['server_cpu_us_per_request']:,.0f}" for s in scales), "", ""),
+        ("AOF rewrites during the ingest runs at " + " / ".join(scales) + " instances",
+         " / ".join(str(ingest["relay"][s]["aof_rewrites"]) for s in scales), "", ""),
         ("deliveries/s at " + " / ".join(scales) + " instances",
          " / ".join(f"{delivery['relay'][s]['deliveries_per_s']:,.0f}" for s in scales), "", ""),
         ("worker CPU µs per delivered event at " + " / ".join(scales) + " instances",

@@ -237,17 +237,19 @@ def ingest_run(
     available = int(plan.max_ingest_rate * plan.ingest_seconds)
     requests = directory / f"ingest{scale}.txt"
     load.write_requests(requests, load.webhooks(f"ing{scale}", available, stores, CLIENT_SECRET))
-    cpu = cpu_seconds(receiver.pid), cpu_seconds(stack.redis_pid)
+    stack.compact_aof()
+    cpu, forks = (cpu_seconds(receiver.pid), cpu_seconds(stack.redis_pid)), stack.forks()
     result = load.throughput(f"{url}/events/ecwid", requests, connections=plan.connections,
                              seconds=plan.ingest_seconds)  # fmt: skip
     cpu = cpu_seconds(receiver.pid) - cpu[0], cpu_seconds(stack.redis_pid) - cpu[1]
+    forks = stack.forks() - forks
     queued = stack.inbox_length()
     # Every answered request must be a durably queued, distinct event (the last few may still be in flight).
     if result.requests > available or queued < result.requests - plan.connections or result.errors:
         raise RuntimeError(f"ingest run is not valid: {result}, {queued} queued of {available} distinct")
     return {
         **asdict(result), "queued": queued, "server_cpu_us_per_request": cpu[0] / result.requests * 1e6,
-        "redis_cpu_us_per_request": cpu[1] / result.requests * 1e6,
+        "redis_cpu_us_per_request": cpu[1] / result.requests * 1e6, "aof_rewrites": forks,
     }  # fmt: skip
 
 
@@ -259,6 +261,8 @@ def paced_ingest(
     available = int(rate * (plan.ingest_seconds + 1) * 1.1)
     requests = directory / f"paced{scale}.txt"
     load.write_requests(requests, load.webhooks(f"paced{scale}", available, stores, CLIENT_SECRET))
+    stack.compact_aof()
+    forks = stack.forks()
     result = load.paced(f"{url}/events/ecwid", requests, rate=rate, connections=4 * plan.connections,
                         seconds=plan.ingest_seconds)  # fmt: skip
     if result is None:
@@ -268,7 +272,7 @@ def paced_ingest(
     if result.sent > available or queued < result.requests - 4 * plan.connections or result.errors:
         raise RuntimeError(f"paced ingest run is not valid: {result}, {queued} queued of {available} distinct")
     stack.redis.delete(keys.INBOX)
-    return {**asdict(result), "held": result.held, "queued": queued}
+    return {**asdict(result), "held": result.held, "queued": queued, "aof_rewrites": stack.forks() - forks}
 
 
 def delivery_run(

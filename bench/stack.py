@@ -208,6 +208,24 @@ class Stack:
     def inbox_length(self) -> int:
         return int(self.redis.llen(keys.INBOX))
 
+    def forks(self) -> int:
+        """Forks so far: each an AOF rewrite here (Redis rewrites once the file doubles past 64 MB)."""
+        return int(self.redis.info("stats")["total_forks"])
+
+    def compact_aof(self, timeout: float = 60.0) -> None:
+        """Rewrite the AOF now and wait for it: each measured run then starts from a compact file,
+        and meets the rewrites its own writes cause, not those its predecessors left due."""
+        while self.redis.info("persistence")["aof_rewrite_in_progress"]:
+            time.sleep(0.05)
+        self.redis.bgrewriteaof()
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            info = self.redis.info("persistence")
+            if not info["aof_rewrite_in_progress"] and not info["aof_rewrite_scheduled"]:
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"the AOF rewrite took longer than {timeout} s")
+
 
 def wait_http(url: str, process: Process | None = None, method: str = "GET", timeout: float = 20.0) -> None:
     end = time.monotonic() + timeout
