@@ -26,7 +26,7 @@ from receiver.ingest_store import IngestStore
 from receiver.instance_store import InstanceStore
 from receiver.middleware import RequestContext
 from receiver.services import Services
-from workers import logs, redis_check
+from workers import heap, logs, redis_check
 from workers.settings import Settings
 
 log = structlog.get_logger(logger_name="receiver.app")
@@ -60,15 +60,15 @@ def create_app(settings: Settings) -> Starlette:
         connection = redis_client(settings.require_redis_url())
         await _warn_if_unfit(connection)
         async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0)) as http:
-            yield {
-                "services": Services(
-                    settings=settings,
-                    redis=connection,
-                    instances=InstanceStore(connection),
-                    inbox=IngestStore(connection, settings.dedup_ttl),
-                    http=http,
-                )
-            }
+            services = Services(
+                settings=settings,
+                redis=connection,
+                instances=InstanceStore(connection),
+                inbox=IngestStore(connection, settings.dedup_ttl),
+                http=http,
+            )
+            heap.settle()  # what start-up made lives as long as the process (workers/heap.py)
+            yield {"services": services}
         await connection.aclose()
 
     app = Relay(

@@ -37,7 +37,7 @@ from rq.job import Job
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
-from workers import context, keys, logs, metrics
+from workers import context, heap, keys, logs, metrics
 from workers.delivery import DeliveryFailed
 from workers.dispatcher import Dispatcher
 from workers.ecwid_api import api_client
@@ -287,7 +287,8 @@ def run(
         threads = []
     for thread in threads:
         thread.start()
-    log.info("worker.started", name=name, queue=keys.DELIVERY_QUEUE, metrics_port=metrics_port)
+    frozen = heap.settle()  # what start-up made lives as long as the process (workers/heap.py)
+    log.info("worker.started", name=name, queue=keys.DELIVERY_QUEUE, metrics_port=metrics_port, frozen_objects=frozen)
     try:
         _work(worker, settings.log_level.upper(), burst)
     finally:
