@@ -21,7 +21,10 @@ would (retry on the schedule, pause, fail into RQ's failed registry), and the re
 to single jobs; so does a batch that has run for BUDGET_SECONDS, so that a slow
 endpoint holds a worker no longer than a single delivery would. Handed-off jobs go
 through the same per-URL limiter, and pass the gate and the dedup again (claiming a
-change again for the same notification is harmless).
+change again for the same notification is harmless). Until they have decided, the URL's
+runners take nothing (workers/pending.py, `awaiting`): a runner queued for events that
+came while the failing request was on the wire would otherwise start first (RQ's limiter
+starts the longest waiting) and send them before the failure is decided.
 
 A runner whose worker died is run again by RQ with what it had taken. Its answers were
 noted in Redis as they came, in one write at most every NOTE_EVERY_MS (so each answer of
@@ -92,6 +95,10 @@ def run_pending(url: str) -> str:
     while take_now or time.monotonic() < deadline:
         taken = following or pending.take(ctx.redis, url, job_id, MAX_EVENTS, deadline - time.monotonic())
         following, take_now = None, False
+        if taken.held:
+            # A failure handed off earlier is not decided yet: the job deciding it queues the next runner.
+            summary, drained = "held: a failure handed off earlier is not decided yet", True
+            break
         if not taken.entries:
             # After a clean batch, wait a little for more rather than leave the next event to a new job.
             linger = min(LINGER_SECONDS, deadline - time.monotonic())
@@ -220,7 +227,7 @@ def deliver(
         # Once per instance, and before any failure handed off is judged: successes end a failure run.
         pauses.succeeded_many(delivered, pipe)
         if singles:
-            hand_off(pipe, [(text, instance_id) for _, text, instance_id in singles], failure, instances)
+            hand_off(pipe, url, [(text, instance_id) for _, text, instance_id in singles], failure, instances)
         pending.finish(pipe, url, job_id, [pending.entry(text, i) for _, text, i in back], spent / max(sends, 1))
         again = take_next and not (singles or back) and (budget := deadline - time.monotonic()) > 0
         if again:
@@ -298,11 +305,12 @@ def read_instances(connection: redis.Redis, ids: set[int]) -> dict[int, Instance
 
 
 def hand_off(
-    pipe: Pipeline, deliveries: list[tuple[str, int]], failure: Sent | None, instances: dict[int, Instance]
+    pipe: Pipeline, url: str, deliveries: list[tuple[str, int]], failure: Sent | None, instances: dict[int, Instance]
 ) -> None:
     """In `pipe` (a MULTI): queue each of `deliveries`, (inbox item, instance id), as a single
     delivery job, and point the event log at it. `failure` is the first one's failed attempt: its
-    job decides on it instead of sending again."""
+    job decides on it instead of sending again. Runners of callback URL `url` take nothing until
+    every one of these jobs has decided (workers/pending.py, `awaiting`)."""
     ctx = context.current()
     queue = Queue(keys.DELIVERY_QUEUE, connection=ctx.redis, serializer=JSONSerializer)
     events_log = DeliveryLog(ctx.redis, ctx.settings.event_retention)
@@ -313,8 +321,9 @@ def hand_off(
         job_id = f"dlv-{ordered_id(n)}-{notification.replace('-', '')}"
         decided = failure.dumps() if failure is not None and n == 0 else None
         created.append(jobs.delivery_job(queue, event, text, instance_id, instances.get(instance_id), job_id,
-                                         failure=decided))  # fmt: skip
+                                         failure=decided, decides_for=url))  # fmt: skip
         events_log.handed_off(pipe, notification, job_id)
+    pending.awaiting(pipe, url, [job.id for job in created])
     jobs.enqueue(queue, created, pipe)
 
 

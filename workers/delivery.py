@@ -23,8 +23,9 @@ from urllib.parse import urlsplit
 import httpx
 import redis
 import structlog
-from rq import Retry, get_current_job
+from rq import Queue, Retry, get_current_job
 from rq.job import Job
+from rq.serializers import JSONSerializer
 from standardwebhooks.webhooks import Webhook
 
 from workers import context, envelope, keys, pending
@@ -51,7 +52,10 @@ def safe_url(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
 
-def deliver(item: str, instance_id: int, drained: bool = False, failure: dict[str, Any] | None = None) -> str | Retry:
+def deliver(
+    item: str, instance_id: int, drained: bool = False, failure: dict[str, Any] | None = None,
+    decides_for: str | None = None,
+) -> str | Retry:  # fmt: skip
     """Deliver inbox `item` to instance `instance_id`.
 
     Returns "delivered" on a 2xx; "skipped" when the instance was deleted, disabled,
@@ -61,11 +65,25 @@ def deliver(item: str, instance_id: int, drained: bool = False, failure: dict[st
     `DeliveryFailed` when it fails for good. `drained` marks jobs the drain made.
     `failure` is a first attempt a batch made (workers/batches.py, `Sent.dumps`): this
     job then decides on it exactly as if it had made that attempt itself.
+    `decides_for` is the callback URL (its limit key) whose runners wait for this job's
+    decision, whatever it is (workers/pending.py, `awaiting`): once it is made, they go on.
     """
     job = get_current_job()
     if job is not None and (job.number_of_retries or job.latest_result() is not None):
         failure = None  # RQ runs the job again (a retry, or requeued from the failed registry): that one sends
-    return attempt(item, instance_id, drained=drained, failure=Sent.loads(failure) if failure else None)
+    try:
+        return attempt(item, instance_id, drained=drained, failure=Sent.loads(failure) if failure else None)
+    finally:
+        if decides_for is not None:
+            _decided(decides_for, instance_id, job.id if job is not None else "")
+
+
+def _decided(url: str, instance_id: int, job_id: str) -> None:
+    ctx = context.current()
+    stored = ctx.redis.get(keys.instance(instance_id))
+    limiter = Instance.loads(stored) if stored is not None else None
+    queue = Queue(keys.DELIVERY_QUEUE, connection=ctx.redis, serializer=JSONSerializer)
+    pending.decided(ctx.redis, queue, url, job_id, limiter)
 
 
 def attempt(item: str, instance_id: int, *, drained: bool = False, failure: Sent | None = None) -> str | Retry:

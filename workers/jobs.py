@@ -32,15 +32,18 @@ FAILURE_TTL = 30 * 24 * 3600
 
 def delivery_job(
     queue: Queue, item: InboxItem, text: str, instance_id: int, instance: Instance | None, job_id: str,
-    *, drained: bool = False, failure: dict[str, Any] | None = None,
+    *, drained: bool = False, failure: dict[str, Any] | None = None, decides_for: str | None = None,
 ) -> Job:  # fmt: skip
     """A job delivering `item` (serialised as `text`) to `instance_id`, limited per callback URL.
-    `failure`: a batch's failed first attempt, for this job to decide on (workers/batches.py)."""
+    `failure`: a batch's failed first attempt, for this job to decide on (workers/batches.py).
+    `decides_for`: the callback URL (its limit key) whose runners wait for this job to decide."""
     args: tuple[Any, ...] = (text, instance_id)
-    if drained or failure:
+    if drained or failure or decides_for:
         args += (drained,)
-    if failure:
+    if failure or decides_for:
         args += (failure,)
+    if decides_for:
+        args += (decides_for,)
     return queue.create_job(
         "workers.delivery.deliver",
         args=args,

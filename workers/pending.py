@@ -20,7 +20,12 @@ Keys, per callback URL (`url` is `keys.endpoint_limit` of it):
 * `relay:runner:{job id}:crashes`: how often its worker died with that (TTL 1 day);
 * `relay:runner:{job id}:answered`: the attempts it has had answered so far, noted in one write
   at most every `workers.batches.NOTE_EVERY_MS` (at once when the URL is slow);
-* `relay:urls:pending` (a set): URLs that had entries lately, for the backlog metrics.
+* `relay:urls:pending` (a set): URLs that had entries lately, for the backlog metrics;
+* `relay:url:{url}:undecided` (a set): the jobs a runner handed failures to (workers/batches.py)
+  that have not decided on them yet. While it has members the URL's runners take nothing and
+  its runner key says "held", so that the dispatcher queues none: a failure is decided (retry
+  scheduled, failed, paused) before the URL gets more. The last job to decide queues the next
+  runner (`decided`). TTL RUNNER_TTL, so that a deciding job lost by hand holds the URL no longer.
 
 Nothing is lost:
 
@@ -56,19 +61,24 @@ from workers.instances import Instance
 RUNNER_TTL = 600  # seconds a runner may wait to start before another may be queued beside it
 URLS = keys.PREFIX + "urls:pending"
 
-# KEYS: pending, taken, runner, pace, crashes. ARGV: this runner's job id, most to take, budget ms,
-# most to take at an unknown pace. Returns {entries, left, crashes}: what this runner delivers, how
-# many entries are still pending, and how many times a worker died running it with these entries
-# (RQ runs it again with what it took before). It takes as many as the URL answered within the
-# budget lately (the pace: ms per request of its last batch), so a slow endpoint gets small batches
-# (and a URL whose pace is not known yet, a few).
+# KEYS: pending, taken, runner, pace, crashes, undecided. ARGV: this runner's job id, most to take,
+# budget ms, most to take at an unknown pace, seconds the URL stays held. Returns {entries, left,
+# crashes, held}: what this runner delivers, how many entries are still pending, how many times a
+# worker died running it with these entries (RQ runs it again with what it took before), and 1 when
+# it takes nothing because a failure handed off earlier is not decided yet. It takes as many as the
+# URL answered within the budget lately (the pace: ms per request of its last batch), so a slow
+# endpoint gets small batches (and a URL whose pace is not known yet, a few).
 _TAKE = """
 if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
 local entries = redis.call('LRANGE', KEYS[2], 0, -1)
 if #entries > 0 then
   local crashes = redis.call('INCR', KEYS[5])
   redis.call('EXPIRE', KEYS[5], 86400)
-  return {entries, redis.call('LLEN', KEYS[1]), crashes}
+  return {entries, redis.call('LLEN', KEYS[1]), crashes, 0}
+end
+if redis.call('SCARD', KEYS[6]) > 0 then
+  redis.call('SET', KEYS[3], 'held', 'EX', ARGV[5])
+  return {{}, redis.call('LLEN', KEYS[1]), 0, 1}
 end
 local most, pace = tonumber(ARGV[2]), tonumber(redis.call('GET', KEYS[4]) or '0')
 if pace > 0 then
@@ -81,9 +91,13 @@ if #entries > 0 then
   redis.call('RPUSH', KEYS[2], unpack(entries))
   redis.call('LTRIM', KEYS[1], #entries, -1)
 end
-return {entries, redis.call('LLEN', KEYS[1]), 0}
+return {entries, redis.call('LLEN', KEYS[1]), 0, 0}
 """
 PACE_TTL = 3600
+# The runner key's value while the URL waits for a failure's decision, and for how long at most: a
+# runner started after that takes nothing again if the decision is still to come.
+HELD = "held"
+HELD_SECONDS = 60
 FIRST_TAKE = 10  # entries a runner takes for a URL whose pace is not known (new, or idle for PACE_TTL)
 
 
@@ -109,6 +123,10 @@ def crashes(job_id: str) -> str:
 
 def answered(job_id: str) -> str:
     return f"{keys.PREFIX}runner:{job_id}:answered"
+
+
+def undecided(url: str) -> str:
+    return f"{keys.PREFIX}url:{url}:undecided"
 
 
 def entry(text: str, instance_id: int) -> str:
@@ -172,6 +190,7 @@ class Taken:
     entries: list[tuple[str, int]]  # (inbox item, instance id), in order
     left: int  # entries still pending for the URL
     crashes: int  # 0, or how often a worker died running this runner with these entries
+    held: bool = False  # nothing taken: a failure handed off earlier is not decided yet
 
 
 def take(connection: redis.Redis, url: str, job_id: str, most: int, budget: float) -> Taken:
@@ -189,16 +208,16 @@ def take_in(pipe: Pipeline, url: str, job_id: str, most: int, budget: float) -> 
 
 
 def read_taken(reply: list[Any]) -> Taken:
-    entries, left, crashed = reply
-    return Taken([parse(raw) for raw in entries], int(left), int(crashed))
+    entries, left, crashed, held = reply
+    return Taken([parse(raw) for raw in entries], int(left), int(crashed), bool(held))
 
 
 def _take_keys(url: str, job_id: str) -> list[str]:
-    return [pending(url), taken(job_id), runner(url), pace(url), crashes(job_id)]
+    return [pending(url), taken(job_id), runner(url), pace(url), crashes(job_id), undecided(url)]
 
 
 def _take_args(job_id: str, most: int, budget: float) -> list[str | int]:
-    return [job_id, most, int(budget * 1000), FIRST_TAKE]
+    return [job_id, most, int(budget * 1000), FIRST_TAKE, HELD_SECONDS]
 
 
 def finish(pipe: Pipeline, url: str, job_id: str, back: list[str], ms_per_request: float) -> None:
@@ -221,6 +240,33 @@ def ensure_runner(connection: redis.Redis, queue: Queue, url: str, limiter: Inst
 
     if connection.llen(pending(url)):
         transaction(connection, {url}, fill)
+
+
+def awaiting(pipe: Pipeline, url: str, job_ids: list[str]) -> None:
+    """In `pipe` (the MULTI that queues them): the URL's runners take nothing until these jobs,
+    each deciding on a failure handed off by a batch, have called `decided`."""
+    if job_ids:
+        pipe.sadd(undecided(url), *job_ids)
+        pipe.expire(undecided(url), RUNNER_TTL)
+
+
+# KEYS: the URL's undecided set, runner key, pending list. ARGV: the deciding job's id, HELD. The last
+# to decide frees the URL: a held runner key is cleared, so that a runner can be queued.
+_DECIDED = """
+redis.call('SREM', KEYS[1], ARGV[1])
+if redis.call('SCARD', KEYS[1]) == 0 and redis.call('GET', KEYS[2]) == ARGV[2] then
+  redis.call('DEL', KEYS[2])
+end
+return redis.call('LLEN', KEYS[3])
+"""
+
+
+def decided(connection: redis.Redis, queue: Queue, url: str, job_id: str, limiter: Instance | None) -> None:
+    """Job `job_id` has decided on the failure it was handed (`awaiting`): when it was the last the
+    URL waited for, queue a runner for what is pending. Raises only when Redis fails."""
+    script = connection.register_script(_DECIDED)
+    if script(keys=[undecided(url), runner(url), pending(url)], args=[job_id, HELD]):
+        ensure_runner(connection, queue, url, limiter)
 
 
 # KEYS: the URL's runner key, its pending list. ARGV: this runner's job id. The runner stops waiting:

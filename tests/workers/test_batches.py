@@ -201,6 +201,39 @@ def test_a_batch_decides_each_event_as_a_single_delivery_would(
     assert reason == b"the poller already reported this change"
 
 
+def test_events_that_came_while_a_failure_was_on_the_wire_wait_for_its_decision(
+    api: httpx.Client, callbacks: CallbackServer, settings: Settings, tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    """A failure is decided (here a 400: failed for good) before the URL gets more, even when the
+    events after it came, and had a runner queued for them, while the failing request was on the wire."""
+    instance = create_custom(api, f"{callbacks.url}/hook")
+    callbacks.script += [Reply(400, b"no", delay=0.5)]
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        assert post_webhook(api, webhook("o-0")).status_code == 200
+        end = time.monotonic() + 10
+        while not redis_client.keys("relay:runner:*:taken"):  # o-0 taken: its POST is on the wire
+            assert time.monotonic() < end, "no runner took o-0"
+            time.sleep(0.005)
+        for n in (1, 2):
+            assert post_webhook(api, webhook(f"o-{n}")).status_code == 200
+        while not redis_client.keys("relay:url:*:runner"):  # the dispatcher queued a runner for them
+            assert time.monotonic() < end, "no runner was queued for o-1 and o-2"
+            time.sleep(0.005)
+        assert redis_client.keys("relay:runner:*:taken")  # ... before o-0's answer came
+        received = callbacks.wait_for(3, timeout=20)
+        time.sleep(0.3)
+    finally:
+        worker.stop()
+    assert [r.json()["message"]["raw"]["eventId"] for r in received] == ["o-0", "o-1", "o-2"]
+    lines = [orjson.loads(line) for line in worker.logs().splitlines() if line.startswith("{")]
+    outcomes = [(line["event"], line["event_id"]) for line in lines if line["event"].startswith("delivery.")]
+    assert outcomes == [("delivery.failed", "o-0"), ("delivery.succeeded", "o-1"), ("delivery.succeeded", "o-2")]
+    assert record(redis_client, 1003, "o-0", instance["id"]) == ("FAILED", [400])
+    assert [record(redis_client, 1003, f"o-{n}", instance["id"]) for n in (1, 2)] == [("NOTIFIED", [200])] * 2
+    assert redis_client.keys("relay:url:*:undecided") == []
+
+
 def test_a_runner_takes_again_what_came_while_its_batch_was_on_the_wire(
     api: httpx.Client, callbacks: CallbackServer, settings: Settings, tmp_path: Path, redis_client: redis.Redis
 ) -> None:

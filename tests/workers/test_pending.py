@@ -163,3 +163,54 @@ def test_a_lingering_runner_stands_for_the_url_only_for_its_wait(redis_client: r
     assert pending.linger(redis_client, queue(redis_client), URL, me, 0.5) is True
     later.join()
     assert 0 < redis_client.pttl(pending.runner(URL)) <= 1500
+
+
+def test_runners_take_nothing_until_every_failure_handed_off_is_decided(redis_client: redis.Redis) -> None:
+    """A batch hands a failure to a job of its own (workers/batches.py); events that came meanwhile
+    wait for that job's decision, even if a runner was queued for them before it."""
+    config = {"event.notification.callback.url": "http://127.0.0.1:9/h"}
+    redis_client.set(keys.instance(1), Instance(1, "owner", "n", "t", "custom", 1003, config).dumps())
+    append(redis_client, [pending.entry("after-the-failure", 1)])
+    [queued] = runners(redis_client)  # queued while the failing batch was still on the wire
+    with redis_client.pipeline(transaction=True) as pipe:
+        pending.awaiting(pipe, URL, ["dlv-a", "dlv-b"])  # the batch's closing transaction
+        pipe.execute()
+    assert 0 < redis_client.ttl(pending.undecided(URL)) <= pending.RUNNER_TTL
+
+    held = pending.take(redis_client, URL, queued, 200, 1.0)
+    assert held == pending.Taken([], 1, crashes=0, held=True)
+    assert redis_client.get(pending.runner(URL)) == b"held"  # so the dispatcher queues no runner meanwhile
+    assert 0 < redis_client.ttl(pending.runner(URL)) <= pending.HELD_SECONDS
+    append(redis_client, [pending.entry("later still", 1)])
+    assert runners(redis_client) == [queued]
+
+    pending.decided(redis_client, queue(redis_client), URL, "dlv-a", None)
+    assert redis_client.get(pending.runner(URL)) == b"held"  # dlv-b has not decided yet
+    assert runners(redis_client) == [queued]
+    instance = Instance.loads(redis_client.get(keys.instance(1)) or b"")
+    pending.decided(redis_client, queue(redis_client), URL, "dlv-b", instance)
+    [_, successor] = runners(redis_client)  # the last decision queued the next runner
+    assert redis_client.get(pending.runner(URL)) == successor.encode()
+    assert redis_client.exists(pending.undecided(URL)) == 0
+    taken = pending.take(redis_client, URL, successor, 200, 1.0)
+    assert taken == pending.Taken([("after-the-failure", 1), ("later still", 1)], 0, crashes=0)
+
+
+def test_a_runner_run_again_after_a_crash_delivers_what_it_took_even_while_held(redis_client: redis.Redis) -> None:
+    append(redis_client, [pending.entry("taken before", 1)])
+    [runner] = runners(redis_client)
+    assert pending.take(redis_client, URL, runner, 200, 1.0).entries == [("taken before", 1)]
+    with redis_client.pipeline(transaction=True) as pipe:
+        pending.awaiting(pipe, URL, ["dlv-other-runner"])  # another runner of the URL handed a failure off
+        pipe.execute()
+    again = pending.take(redis_client, URL, runner, 200, 1.0)
+    assert again == pending.Taken([("taken before", 1)], 0, crashes=1, held=False)
+
+
+def test_a_decision_with_nothing_pending_queues_no_runner(redis_client: redis.Redis) -> None:
+    with redis_client.pipeline(transaction=True) as pipe:
+        pending.awaiting(pipe, URL, ["dlv-a"])
+        pipe.execute()
+    assert pending.take(redis_client, URL, pending.runner_job_id(URL), 200, 1.0).held
+    pending.decided(redis_client, queue(redis_client), URL, "dlv-a", None)
+    assert runners(redis_client) == [] and redis_client.exists(pending.runner(URL), pending.undecided(URL)) == 0
