@@ -46,7 +46,8 @@ def test_quick_benchmark_measures_every_figure(tmp_path: Path) -> None:
         assert bare_paced is None and relay_paced is None
         assert "not measured (needs wrk)" in run.stdout
     else:
-        assert bare_paced["rate"] == relay_paced["rate"] == round(results["ingest"]["bare_runs"][0] / 2)
+        assert bare_paced["rate"] == relay_paced["rate"]
+        assert abs(bare_paced["rate"] - results["ingest"]["bare_runs"][0] / 2) <= 1  # (bare_runs are rounded)
         for paced in (bare_paced, relay_paced):
             assert paced["requests"] > 0 and paced["errors"] == 0 and 0 <= paced["late"] <= paced["sent"]
             assert 0 < paced["p50_ms"] <= paced["p99_ms"] <= paced["max_ms"]
@@ -63,7 +64,8 @@ def test_quick_benchmark_measures_every_figure(tmp_path: Path) -> None:
         assert scale["deliveries_per_s"] > 0 and scale["deliveries_per_s_while_ingesting"] > 0
         assert scale["ingest_errors"] == 0
         assert scale["redis_commands_per_event"] >= 3  # at least the dedup marker, the queue and the log
-        assert 0 < scale["worker_cpu_us_per_event"] < 1_000_000
+        # Counted from when the workers were ready, before the backlog was let in: never nothing.
+        assert 50 < scale["worker_cpu_us_per_event"] < 1_000_000
     assert delivery["ceiling"]["per_process"] > 0 and len(delivery["ceiling_runs"]) == 2
 
     e2e = results["e2e"]
