@@ -27,6 +27,14 @@ def record(client: redis.Redis, store: int, event_id: str, instance_id: int) -> 
     return status, attempts
 
 
+def wait_for_keys(client: redis.Redis, pattern: str, failure: str, timeout: float = 10.0) -> None:
+    """Block until a key matching `pattern` exists (fails the test with `failure` on timeout)."""
+    end = time.monotonic() + timeout
+    while not client.keys(pattern):
+        assert time.monotonic() < end, failure
+        time.sleep(0.005)
+
+
 def test_events_queued_together_go_out_in_one_job_in_order(
     api: httpx.Client, callbacks: CallbackServer, settings: Settings, tmp_path: Path, redis_client: redis.Redis
 ) -> None:
@@ -211,16 +219,12 @@ def test_events_that_came_while_a_failure_was_on_the_wire_wait_for_its_decision(
     worker = WorkerProcess(settings, tmp_path / "worker.log")
     try:
         assert post_webhook(api, webhook("o-0")).status_code == 200
-        end = time.monotonic() + 10
-        while not redis_client.keys("relay:runner:*:taken"):  # o-0 taken: its POST is on the wire
-            assert time.monotonic() < end, "no runner took o-0"
-            time.sleep(0.005)
+        wait_for_keys(redis_client, "relay:runner:*:taken", "no runner took o-0")  # its POST is on the wire
         for n in (1, 2):
             assert post_webhook(api, webhook(f"o-{n}")).status_code == 200
-        while not redis_client.keys("relay:url:*:runner"):  # the dispatcher queued a runner for them
-            assert time.monotonic() < end, "no runner was queued for o-1 and o-2"
-            time.sleep(0.005)
-        assert redis_client.keys("relay:runner:*:taken")  # ... before o-0's answer came
+        # The dispatcher queued a runner for them, before o-0's answer came.
+        wait_for_keys(redis_client, "relay:url:*:runner", "no runner was queued for o-1 and o-2")
+        assert redis_client.keys("relay:runner:*:taken")
         received = callbacks.wait_for(3, timeout=20)
         time.sleep(0.3)
     finally:
@@ -244,10 +248,7 @@ def test_a_runner_takes_again_what_came_while_its_batch_was_on_the_wire(
     worker = WorkerProcess(settings, tmp_path / "worker.log")
     try:
         assert post_webhook(api, webhook("w-0")).status_code == 200
-        end = time.monotonic() + 10
-        while not redis_client.keys("relay:runner:*:taken"):  # w-0 taken: its POST is on the wire
-            assert time.monotonic() < end, "no runner took w-0"
-            time.sleep(0.005)
+        wait_for_keys(redis_client, "relay:runner:*:taken", "no runner took w-0")  # its POST is on the wire
         for n in (1, 2):
             assert post_webhook(api, webhook(f"w-{n}")).status_code == 200
         received = callbacks.wait_for(3, timeout=20)
