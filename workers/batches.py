@@ -7,7 +7,7 @@ event at once. While its batches go out cleanly and more keeps coming, it takes
 again, for about BUDGET_SECONDS in all: under a steady stream an event waits for
 the batch on the wire, not for RQ to start a job. Finding nothing, it waits up to
 LINGER_SECONDS for more, as the URL's waiting runner, unless another job waits for
-its worker (workers/pending.py, `linger`). RQ's own work per job (dequeue, registries, heartbeats, rate
+its worker (workers/lingering.py). RQ's own work per job (dequeue, registries, heartbeats, rate
 limiter, cleanup: about 45 Redis commands in 15 round trips, see
 docs/performance.md) is paid once per batch, and so is ours: a batch reads its
 instances in one MGET, passes all its events through the pause gate and the
@@ -46,7 +46,7 @@ from rq import Queue, get_current_job
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from workers import context, envelope, jobs, keys, metrics, pending
+from workers import context, envelope, jobs, keys, lingering, metrics, pending
 from workers.delivery import PAUSED_REASON, Sent, reported_change, send, skip_reason
 from workers.delivery_log import DeliveryLog, Outcome
 from workers.inbox import InboxItem
@@ -63,8 +63,8 @@ BUDGET_SECONDS = 1.0
 # pays one write per NOTE_EVERY_MS, not one per answer (which, under load, slowed every answer).
 NOTE_EVERY_MS = 25.0
 REPORTED = "the poller already reported this change"
-# How long a runner whose batch went out cleanly waits for more before it ends (workers/pending.py,
-# `linger`): events of a steady stream come closer together than this.
+# How long a runner whose batch went out cleanly waits for more before it ends (workers/lingering.py):
+# events of a steady stream come closer together than this.
 LINGER_SECONDS = 0.05
 
 Delivery = tuple[InboxItem, str, int]  # the item, as queued, and the instance it goes to
@@ -102,7 +102,7 @@ def run_pending(url: str) -> str:
         if not taken.entries:
             # After a clean batch, wait a little for more rather than leave the next event to a new job.
             linger = min(LINGER_SECONDS, deadline - time.monotonic())
-            take_now = not first and linger > 0 and pending.linger(ctx.redis, queue, url, job_id, linger)
+            take_now = not first and linger > 0 and lingering.linger(ctx.redis, queue, url, job_id, linger)
             if take_now:
                 continue
             break
