@@ -37,10 +37,11 @@ from rq.job import Job
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
-from workers import context, heap, keys, logs, metrics
+from workers import context, heap, keys, logs, metrics, pending
 from workers.delivery import DeliveryFailed
 from workers.dispatcher import Dispatcher
 from workers.ecwid_api import api_client
+from workers.instances import Instance
 from workers.settings import Settings
 from workers.transport import callback_client
 
@@ -182,10 +183,24 @@ def _another_attempt(job: Job) -> None:
     job.meta["abandoned"] = abandoned
     if abandoned > ABANDON_LIMIT:
         log.error("delivery.abandoned_failed", job_id=job.id, times=abandoned)
+        _release_url(job)
         return
     job.retries_left = 1
     job.retry_intervals = None
     log.warning("delivery.abandoned_requeued", job_id=job.id, times=abandoned)
+
+
+def _release_url(job: Job) -> None:
+    """A delivery job that will not run again no longer holds back its callback URL's runners, if
+    it was deciding a failure a batch handed it (workers/pending.py, `awaiting`): it is decided,
+    as failed."""
+    args = job.args
+    if job.func_name != "workers.delivery.deliver" or len(args) < 5 or not args[4]:
+        return
+    stored = job.connection.get(keys.instance(int(args[1])))
+    limiter = Instance.loads(stored) if stored is not None else None
+    queue = Queue(keys.DELIVERY_QUEUE, connection=job.connection, serializer=JSONSerializer)
+    pending.decided(job.connection, queue, str(args[4]), job.id, limiter)
 
 
 class ReliableQueue(Queue):
