@@ -61,7 +61,7 @@ RUNNER_TTL = 600  # seconds a runner may wait to start before another may be que
 URLS = keys.PREFIX + "urls:pending"
 
 # KEYS: pending, taken, runner, pace, crashes, undecided. ARGV: this runner's job id, most to take,
-# budget ms, most to take at an unknown pace, seconds the URL stays held. Returns {entries, left,
+# budget ms, most to take at an unknown pace, seconds the URL stays held, HELD. Returns {entries, left,
 # crashes, held}: what this runner delivers, how many entries are still pending, how many times a
 # worker died running it with these entries (RQ runs it again with what it took before), and 1 when
 # it takes nothing because a failure handed off earlier is not decided yet. It takes as many as the
@@ -76,7 +76,7 @@ if #entries > 0 then
   return {entries, redis.call('LLEN', KEYS[1]), crashes, 0}
 end
 if redis.call('SCARD', KEYS[6]) > 0 then
-  redis.call('SET', KEYS[3], 'held', 'EX', ARGV[5])
+  redis.call('SET', KEYS[3], ARGV[6], 'EX', ARGV[5])
   return {{}, redis.call('LLEN', KEYS[1]), 0, 1}
 end
 local most, pace = tonumber(ARGV[2]), tonumber(redis.call('GET', KEYS[4]) or '0')
@@ -216,7 +216,7 @@ def _take_keys(url: str, job_id: str) -> list[str]:
 
 
 def _take_args(job_id: str, most: int, budget: float) -> list[str | int]:
-    return [job_id, most, int(budget * 1000), FIRST_TAKE, HELD_SECONDS]
+    return [job_id, most, int(budget * 1000), FIRST_TAKE, HELD_SECONDS, HELD]
 
 
 def finish(pipe: Pipeline, url: str, job_id: str, back: list[str], ms_per_request: float) -> None:
