@@ -52,6 +52,11 @@ class Plan:
     max_ingest_rate: int  # sizes the file of unique signed webhooks
     probe_seconds: float  # each open-loop probe for the sustainable delivery rate
 
+    @property
+    def paced_connections(self) -> int:
+        """Connections for paced ingest: enough that a free one is at hand for each send time."""
+        return 4 * self.connections
+
     @classmethod
     def full(cls) -> Plan:
         return cls(8, 2, 32, (1, 100, 10_000), 3000, 10, 8, 2000, 25_000, 5)
@@ -170,7 +175,7 @@ def ingest_ceiling(stack: Stack, plan: Plan, directory: Path, *, paced: bool = F
                 f"{url}/events/ecwid",
                 requests,
                 rate=round(result.rps / 2),
-                connections=4 * plan.connections,
+                connections=plan.paced_connections,
                 seconds=plan.ingest_seconds,
             )  # fmt: skip
             if paced
@@ -257,21 +262,20 @@ def paced_ingest(
     stack: Stack, plan: Plan, directory: Path, url: str, scale: int, stores: list[int], rate: float
 ) -> dict[str, Any] | None:
     """Ingest latency offered `rate` requests a second, paced (bench/wrk_paced.lua), every one a new event."""
-    stack.redis.delete(keys.INBOX)
+    clear_inbox(stack)  # the closed-loop run's, with what was still in flight when it stopped
     available = int(rate * (plan.ingest_seconds + 1) * 1.1)
     requests = directory / f"paced{scale}.txt"
     load.write_requests(requests, load.webhooks(f"paced{scale}", available, stores, CLIENT_SECRET))
     stack.compact_aof()
     forks = stack.forks()
-    result = load.paced(f"{url}/events/ecwid", requests, rate=rate, connections=4 * plan.connections,
+    result = load.paced(f"{url}/events/ecwid", requests, rate=rate, connections=plan.paced_connections,
                         seconds=plan.ingest_seconds)  # fmt: skip
     if result is None:
         return None
     queued = stack.inbox_length()
     # Every answered request must be a durably queued, distinct event (the last few may still be in flight).
-    if result.sent > available or queued < result.requests - 4 * plan.connections or result.errors:
+    if result.sent > available or queued < result.requests - plan.paced_connections or result.errors:
         raise RuntimeError(f"paced ingest run is not valid: {result}, {queued} queued of {available} distinct")
-    stack.redis.delete(keys.INBOX)
     return {**asdict(result), "held": result.held, "queued": queued, "aof_rewrites": stack.forks() - forks}
 
 

@@ -75,15 +75,17 @@ def deliver(
         return attempt(item, instance_id, drained=drained, failure=Sent.loads(failure) if failure else None)
     finally:
         if decides_for is not None:
-            _decided(decides_for, instance_id, job.id if job is not None else "")
+            release_url(context.current().redis, decides_for, instance_id, job.id if job is not None else "")
 
 
-def _decided(url: str, instance_id: int, job_id: str) -> None:
-    ctx = context.current()
-    stored = ctx.redis.get(keys.instance(instance_id))
+def release_url(connection: redis.Redis, url: str, instance_id: int, job_id: str) -> None:
+    """Job `job_id`, delivering to `instance_id`, has decided on the failure it was handed for
+    callback URL `url` (workers/pending.py, `decided`); the instance's limit applies to the runner
+    that may be queued. Raises only when Redis fails."""
+    stored = connection.get(keys.instance(instance_id))
     limiter = Instance.loads(stored) if stored is not None else None
-    queue = Queue(keys.DELIVERY_QUEUE, connection=ctx.redis, serializer=JSONSerializer)
-    pending.decided(ctx.redis, queue, url, job_id, limiter)
+    queue = Queue(keys.DELIVERY_QUEUE, connection=connection, serializer=JSONSerializer)
+    pending.decided(connection, queue, url, job_id, limiter)
 
 
 def attempt(item: str, instance_id: int, *, drained: bool = False, failure: Sent | None = None) -> str | Retry:

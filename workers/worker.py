@@ -37,11 +37,10 @@ from rq.job import Job
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
-from workers import context, heap, keys, logs, metrics, pending
-from workers.delivery import DeliveryFailed
+from workers import context, heap, keys, logs, metrics
+from workers.delivery import DeliveryFailed, release_url
 from workers.dispatcher import Dispatcher
 from workers.ecwid_api import api_client
-from workers.instances import Instance
 from workers.settings import Settings
 from workers.transport import callback_client
 
@@ -195,12 +194,8 @@ def _release_url(job: Job) -> None:
     it was deciding a failure a batch handed it (workers/pending.py, `awaiting`): it is decided,
     as failed."""
     args = job.args
-    if job.func_name != "workers.delivery.deliver" or len(args) < 5 or not args[4]:
-        return
-    stored = job.connection.get(keys.instance(int(args[1])))
-    limiter = Instance.loads(stored) if stored is not None else None
-    queue = Queue(keys.DELIVERY_QUEUE, connection=job.connection, serializer=JSONSerializer)
-    pending.decided(job.connection, queue, str(args[4]), job.id, limiter)
+    if job.func_name == "workers.delivery.deliver" and len(args) >= 5 and args[4]:
+        release_url(job.connection, str(args[4]), int(args[1]), job.id)
 
 
 class ReliableQueue(Queue):
