@@ -1,11 +1,18 @@
-"""The access line: one JSON line per request, rendered by one processor.
+"""The access line: one JSON line per request, rendered in one step.
 
 The process-wide structlog chain (workers/logs.py) runs eight processors per line and
 renders with the stdlib's json; at one access line per request that was a tenth of an
-ingest's CPU time. `_render` does the same work in one step: the request's bound context,
+ingest's CPU time. `_render` does the same work in one step: the request's context,
 the level, the UTC timestamp and the logger name, the same redaction of credential-named
-keys (workers.logs.redact), rendered by orjson. Only the access line goes this way, at the
-level logging was configured with; every other line keeps the shared chain.
+keys (workers.logs.redact), rendered by orjson straight to bytes. Only the access line
+goes this way, at the level logging was configured with; every other line keeps the
+shared chain.
+
+A request's context is what `bind` was given (the request context binds the request id,
+ingest the event and store): it goes to structlog's context, so every line logged during
+the request carries it, and to the request's scope, where the access line reads it.
+Reading it back from structlog (`get_contextvars` copies the whole context) cost more
+than the rest of the line.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import datetime
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 import orjson
 import structlog
@@ -24,26 +31,39 @@ import structlog
 from workers import logs
 
 LOGGER = "receiver.access"
-# Where a request's handler leaves fields for its access line only (ASGI lets apps add scope keys).
+# Where a request's fields for its access line wait (ASGI lets apps add scope keys).
 SCOPE_KEY = "relay.access"
 _UTC = datetime.UTC
+_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_APPEND_NEWLINE
+# The keys the receiver itself puts on access lines: none names a credential, so a line made
+# of them alone skips the redaction walk. Any other key is checked, as on every other line.
+_PLAIN_KEYS = frozenset(
+    {"role", "request_id", "event_id", "store_id", "kind", "outcome", "event_type", "targets", "method", "path",
+     "status", "ms", "event", "level", "timestamp", "logger"}
+)  # fmt: skip
 
 
-def _render(_: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> str:
-    """merge_contextvars, add_log_level, TimeStamper(iso, utc), the logger name, redact and
-    JSONRenderer of the shared chain, in one processor."""
-    line = structlog.contextvars.get_contextvars()
-    line.update(event_dict)
+def _render(method_name: str, line: dict[str, Any]) -> bytes:
+    """What add_log_level, TimeStamper(iso, utc), the logger name, redact and JSONRenderer of
+    the shared chain make of `line`, in one step, as one line of bytes."""
     line["level"] = method_name
     line["timestamp"] = datetime.datetime.now(_UTC)  # orjson writes it as ISO 8601 with Z, as structlog did
     line["logger"] = LOGGER
-    logs.redact(None, method_name, line)
-    return orjson.dumps(line, option=orjson.OPT_UTC_Z, default=repr).decode()
+    if not _PLAIN_KEYS.issuperset(line):
+        logs.redact(None, method_name, line)
+    return orjson.dumps(line, option=_OPTIONS, default=repr)
+
+
+def bind(scope: MutableMapping[str, Any], **fields: Any) -> None:
+    """Bind `fields` to structlog's context for the rest of this request (every line logged
+    in it carries them) and put them on its access line."""
+    structlog.contextvars.bind_contextvars(**fields)
+    note(scope, **fields)
 
 
 def note(scope: MutableMapping[str, Any], **fields: Any) -> None:
-    """Fields for this request's access line (the outcome), without binding them to the context
-    of every line: cheaper, and nothing else logged in the request needs them."""
+    """Fields for this request's access line only (the outcome): cheaper than `bind`, and
+    nothing else logged in the request needs them."""
     scope.setdefault(SCOPE_KEY, {}).update(fields)
 
 
@@ -52,42 +72,44 @@ class TickWriter:
     at the end of that turn (structlog's WriteLogger makes a write and a flush per line: a
     system call per request). Without a running loop a line is written at once; what is
     pending at exit is written then. A kill -9 can lose the lines of the last turn only,
-    which never hold anything but access lines."""
+    which never hold anything but access lines.
 
-    def __init__(self, stream: TextIO) -> None:
+    The stream is binary (stdout's buffer): the lines are bytes from orjson, and every
+    other writer to stdout flushes each line, so nothing waits in the text layer above."""
+
+    def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
-        self._pending: list[str] = []
+        self._pending: list[bytes] = []
         atexit.register(self.flush)
 
-    def msg(self, message: str) -> None:
+    def msg(self, line: bytes) -> None:
+        """Write `line` (ending in a newline) at the end of this turn of the loop."""
         if not self._pending:
             try:
                 asyncio.get_running_loop().call_soon(self.flush)
             except RuntimeError:  # no loop: nothing would flush later
-                self._stream.write(message + "\n")
+                self._stream.write(line)
                 self._stream.flush()
                 return
-        self._pending.append(message + "\n")
-
-    info = msg
+        self._pending.append(line)
 
     def flush(self) -> None:
         if self._pending:
             lines, self._pending = self._pending, []
-            self._stream.write("".join(lines))
+            self._stream.write(b"".join(lines))
             self._stream.flush()
 
 
 class AccessLog:
-    """`info(event, **fields)` writes an access line, if the configured level lets info lines
-    through (create it after logs.configure). It calls the one processor itself: structlog's
+    """`write(line)` writes an access line, if the configured level lets info lines through
+    (create it after logs.configure). It calls the one processor itself: structlog's
     bound-logger dispatch around a one-processor chain cost as much as the processor."""
 
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self._writer = TickWriter(stream or sys.stdout)
+    def __init__(self, stream: BinaryIO | None = None) -> None:
+        self._writer = TickWriter(stream or sys.stdout.buffer)
         self._enabled: bool = structlog.get_logger().is_enabled_for(logging.INFO)
 
-    def info(self, event: str, **fields: Any) -> None:
+    def write(self, line: dict[str, Any]) -> None:
+        """Render `line` (taken over: it is changed) and write it at the end of this loop turn."""
         if self._enabled:
-            fields["event"] = event
-            self._writer.msg(_render(None, "info", fields))
+            self._writer.msg(_render("info", line))

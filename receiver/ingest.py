@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import orjson
-import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -58,7 +57,7 @@ async def ecwid_events(request: Request) -> JSONResponse:
         return await _accept_ion(request, app, parse_ion(body, received), received)
     # Parsing the query string costs more than the rest of the routing; Ecwid seldom sends one.
     event = parse_webhook(body, request.query_params if request.scope["query_string"] else NO_QUERY)
-    structlog.contextvars.bind_contextvars(event_id=event.event_id, store_id=event.store_id)
+    access_log.bind(request.scope, event_id=event.event_id, store_id=event.store_id)
     return await _accept_webhook(request, app, event, body, received)
 
 
@@ -95,7 +94,7 @@ async def _accept_webhook(
 
 
 async def _accept_ion(request: Request, app: Services, post: IonPost, received: float) -> JSONResponse:
-    structlog.contextvars.bind_contextvars(event_id=post.event_id, store_id=post.store_id, kind="ion")
+    access_log.bind(request.scope, event_id=post.event_id, store_id=post.store_id, kind="ion")
     targets = narrow(request, await _ion_targets(request, app, post))
     item = InboxItem(
         kind="ion", store_id=post.store_id, event_id=post.event_id, event_created=post.event_created,

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import time
 
-import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from receiver import access_log
 from receiver.access_log import SCOPE_KEY, AccessLog
 from receiver.errors import new_request_id
-
-NOTHING: dict[str, object] = {}
 
 
 class RequestContext:
@@ -41,15 +39,14 @@ class RequestContext:
 
         # uvicorn runs each request in a task of its own, with a copy of the server's context:
         # what one request binds never reaches another, so there is nothing to clear first.
-        structlog.contextvars.bind_contextvars(role="receiver", request_id=request_id)
+        access_log.bind(scope, role="receiver", request_id=request_id)
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            self.log.info(
-                "request",
-                **scope.get(SCOPE_KEY, NOTHING),
-                method=scope["method"],
-                path=scope["path"],
-                status=status,
-                ms=round((time.perf_counter() - started) * 1000, 2),
-            )
+            line = scope.setdefault(SCOPE_KEY, {})
+            line["event"] = "request"
+            line["method"] = scope["method"]
+            line["path"] = scope["path"]
+            line["status"] = status
+            line["ms"] = round((time.perf_counter() - started) * 1000, 2)
+            self.log.write(line)

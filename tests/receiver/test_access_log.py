@@ -78,16 +78,16 @@ def test_request_ids_are_24_hex_digits_and_distinct() -> None:
 
 
 def test_lines_of_one_loop_turn_are_written_together_in_order() -> None:
-    stream = io.StringIO()
+    stream = io.BytesIO()
     writer = TickWriter(stream)
-    writer.msg("outside a loop")
-    assert stream.getvalue() == "outside a loop\n"
+    writer.msg(b"outside a loop\n")
+    assert stream.getvalue() == b"outside a loop\n"
 
     async def scenario() -> None:
         for n in range(3):
-            writer.msg(f"line {n}")
-        assert stream.getvalue() == "outside a loop\n"  # not yet: at the end of this turn
+            writer.msg(f"line {n}\n".encode())
+        assert stream.getvalue() == b"outside a loop\n"  # not yet: at the end of this turn
         await asyncio.sleep(0)
-        assert stream.getvalue() == "outside a loop\nline 0\nline 1\nline 2\n"
+        assert stream.getvalue() == b"outside a loop\nline 0\nline 1\nline 2\n"
 
     asyncio.run(scenario())
