@@ -5,7 +5,7 @@
 Phases (docs/performance.md explains each):
 1. ingest ceiling: bare Starlette endpoint, same uvicorn options, same load, same concurrency;
 2. per scale (1, 100, 10,000 instances, one store each, events spread over all of them):
-   ingest throughput and latency, then deliveries/s from ingest to the sink with N workers
+   ingest throughput and latency (the best of two runs), then deliveries/s from ingest to the sink with N workers
    (draining a backlog ingested before they start, with Redis commands counted around it; then
    while as many events are ingested); at 1 instance, end-to-end latency at half the highest
    rate kept up with;
@@ -231,6 +231,7 @@ def at_scale(
 def ingest_run(
     stack: Stack, plan: Plan, directory: Path, receiver: Process, url: str, scale: int, stores: list[int]
 ) -> dict[str, Any]:
+    """The relay's closed-loop ingest at this scale: the best of two runs, as its ceiling is the best of two."""
     # Steady state: every store has been heard from once (the receiver caches each store's instances on its
     # first event; a cold store costs one more round trip), then wrk warms up as for the bare endpoint.
     warm = directory / f"warm{scale}.txt"
@@ -238,10 +239,25 @@ def ingest_run(
     send_all(f"{url}/events/ecwid", warm)
     load.write_requests(warm, load.webhooks(f"warm{scale}", 20_000, stores, CLIENT_SECRET))
     load.throughput(f"{url}/events/ecwid", warm, connections=plan.connections, seconds=plan.warmup_seconds)
-    stack.redis.delete(keys.INBOX)
+    runs = []
+    for attempt in range(RELAY_INGEST_RUNS):
+        clear_inbox(stack)
+        runs.append(_ingest_once(stack, plan, directory, receiver, url, f"ing{scale}-{attempt}", stores))
+    best = max(runs, key=lambda run: float(run["rps"]))
+    return {**best, "runs": [round(run["rps"]) for run in runs]}
+
+
+# The relay's ingest figure is the best of this many runs, as the bare endpoint's is the best of two
+# (before and after): a run that met a noisy neighbour counts for neither.
+RELAY_INGEST_RUNS = 2
+
+
+def _ingest_once(
+    stack: Stack, plan: Plan, directory: Path, receiver: Process, url: str, run: str, stores: list[int]
+) -> dict[str, Any]:
     available = int(plan.max_ingest_rate * plan.ingest_seconds)
-    requests = directory / f"ingest{scale}.txt"
-    load.write_requests(requests, load.webhooks(f"ing{scale}", available, stores, CLIENT_SECRET))
+    requests = directory / f"{run}.txt"
+    load.write_requests(requests, load.webhooks(run, available, stores, CLIENT_SECRET))
     stack.compact_aof()
     cpu, forks = (cpu_seconds(receiver.pid), cpu_seconds(stack.redis_pid)), stack.forks()
     result = load.throughput(f"{url}/events/ecwid", requests, connections=plan.connections,

@@ -38,6 +38,7 @@ def test_quick_benchmark_measures_every_figure(tmp_path: Path) -> None:
     for scale in relay.values():
         assert scale["queued"] >= scale["requests"] - results["plan"]["connections"]
         assert scale["aof_rewrites"] >= 0  # counted: a rewrite during a run is reported beside its figures
+        assert len(scale["runs"]) == 2 and round(scale["rps"]) == max(scale["runs"])  # the best of two runs
 
     # Latency offered half the bare endpoint's rate, paced (wrk only): the same rate for both.
     bare_paced, relay_paced = results["ingest"]["bare_paced"], relay["1"].get("paced")
