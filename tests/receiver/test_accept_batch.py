@@ -1,5 +1,5 @@
-"""The accept batch (receiver/ingest_store.py) against a real Redis: one script call for
-many concurrent events, each with its own reply."""
+"""The accept batch (receiver/accept_batch.py), driven through receiver/ingest_store.py against
+a real Redis: one script call for many concurrent events, each with its own reply."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 
-from receiver import ingest_store
+from receiver import accept_batch
 from receiver.errors import REFUSAL
 from receiver.ingest_store import IngestStore, StoreRoute, Subscriber
 from receiver.instance_store import InstanceStore
@@ -83,7 +83,7 @@ def test_concurrent_accepts_share_one_script_call_and_each_gets_its_own_reply(
 def test_a_large_batch_is_split_into_several_calls_sent_together(
     redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
-    count = ingest_store.CALL_EVENTS + 44
+    count = accept_batch.CALL_EVENTS + 44
 
     async def scenario() -> list[Any]:
         connection = aioredis.Redis.from_url(redis_server.url)
@@ -104,11 +104,11 @@ def test_a_large_batch_is_split_into_several_calls_sent_together(
 
 def test_calls_are_cut_by_event_count_and_by_bytes() -> None:
     def calls(sizes: list[int]) -> list[list[int]]:
-        batch: list[ingest_store.Call] = [("i", "s", "f", b"x" * size, None) for size in sizes]  # type: ignore[arg-type]
-        return [[len(call[3]) for call in group] for group in ingest_store._calls(batch)]
+        batch: list[accept_batch.Call] = [("i", "s", "f", b"x" * size, None) for size in sizes]  # type: ignore[arg-type]
+        return [[len(call[3]) for call in group] for group in accept_batch.split(batch)]
 
     mib = 1024 * 1024
-    assert calls([10] * (ingest_store.CALL_EVENTS + 1)) == [[10] * ingest_store.CALL_EVENTS, [10]]
+    assert calls([10] * (accept_batch.CALL_EVENTS + 1)) == [[10] * accept_batch.CALL_EVENTS, [10]]
     assert calls([mib, mib, 2 * mib, mib]) == [[mib, mib, 2 * mib], [mib]]
     # An item bigger than CALL_BYTES still goes, in a call of its own.
     assert calls([10, 5 * mib, 10]) == [[10], [5 * mib], [10]]
