@@ -23,8 +23,8 @@ def targets(results: dict[str, Any], workers: int) -> list[dict[str, Any]]:
     paced = one.get("paced")
     return [
         _target("ingest vs bare endpoint", f"{ingest_ratio:.0%}", ">= 50%", ingest_ratio >= 0.5),
-        _target("ingest p99 offered 50% of the bare rate, paced", _paced_figure(paced), "< 10 ms, rate held",
-                paced is not None and paced["held"] and paced["p99_ms"] < 10),
+        _target("ingest p99 offered 50% of the bare rate, paced", _paced_figure(paced, one["rps"]),
+                "< 10 ms, rate held", paced is not None and paced["held"] and paced["p99_ms"] < 10),
         _target("ingest p99 at saturation (closed loop)", f"{one['p99_ms']:.1f} ms", "< 10 ms", one["p99_ms"] < 10),
         _target("delivery per process vs httpx loop", f"{delivery_ratio:.0%}", ">= 50%", delivery_ratio >= 0.5),
         _target("end-to-end p99 at half the sustainable rate", f"{results['e2e']['p99_ms']:.1f} ms", "< 50 ms",
@@ -40,11 +40,14 @@ def targets(results: dict[str, Any], workers: int) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def _paced_figure(paced: dict[str, Any] | None) -> str:
+def _paced_figure(paced: dict[str, Any] | None, closed_loop_rps: float) -> str:
+    """The paced p99 at its rate, and that rate as a share of the relay's own closed-loop rate: a
+    server offered nearly all it can take queues behind every hiccup (docs/performance.md)."""
     if paced is None:
         return "not measured (needs wrk)"
     held = "" if paced["held"] else f", rate NOT held ({paced['rps']:,.0f}/s, {paced['late']:,} late)"
-    return f"{paced['p99_ms']:.1f} ms at {paced['rate']:,.0f}/s{held}"
+    share = paced["rate"] / closed_loop_rps
+    return f"{paced['p99_ms']:.1f} ms at {paced['rate']:,.0f}/s ({share:.0%} of the relay's closed-loop rate){held}"
 
 
 def _paced_row(run: dict[str, Any] | None) -> str:

@@ -56,6 +56,8 @@ def test_quick_benchmark_measures_every_figure(tmp_path: Path) -> None:
             assert paced["held"] is held
         assert relay_paced["queued"] >= relay_paced["requests"] - 4 * results["plan"]["connections"]
         assert f"paced at {bare_paced['rate']:,.0f}/s (half the bare rate)" in run.stdout
+        share = relay_paced["rate"] / relay["1"]["rps"]
+        assert f"ms at {relay_paced['rate']:,.0f}/s ({share:.0%} of the relay's closed-loop rate)" in run.stdout
 
     delivery = results["delivery"]
     for scale in delivery["relay"].values():
