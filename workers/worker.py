@@ -15,7 +15,7 @@ threads stop. A second signal is a cold shutdown (RQ's rule).
 A worker that dies mid-job (kill -9, OOM, a lost machine) stops heartbeating its
 job; within ABANDONED_AFTER + MAINTENANCE_INTERVAL seconds another worker's
 maintenance pass finds the job abandoned and, for a delivery, queues it again
-with the same Elements-Webhook-Id (see `retry_abandoned`).
+with the same Elements-Webhook-Id (workers/abandoned.py).
 """
 
 from __future__ import annotations
@@ -31,14 +31,15 @@ from typing import Any
 import redis
 import structlog
 from rq import Queue, SimpleWorker
-from rq.exceptions import AbandonedJobError, DequeueTimeout
+from rq.exceptions import DequeueTimeout
 from rq.executions import Execution
 from rq.job import Job
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
 from workers import context, heap, keys, logs, metrics
-from workers.delivery import DeliveryFailed, release_url
+from workers.abandoned import another_attempt, retry_abandoned
+from workers.delivery import DeliveryFailed
 from workers.dispatcher import Dispatcher
 from workers.ecwid_api import api_client
 from workers.settings import Settings
@@ -59,8 +60,6 @@ ABANDONED_AFTER = 10
 WORKER_TTL = 20
 # How often a worker's scheduler thread tries to take over the lock of one that died.
 SCHEDULER_REACQUIRE_SECONDS = 10
-# A delivery that takes its worker down this many times is failed, not retried forever.
-ABANDON_LIMIT = 5
 
 
 class _ThreadedScheduler(RQScheduler):
@@ -111,7 +110,7 @@ class RelayWorker(SimpleWorker):
     def handle_job_failure(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
         if kwargs.get("exc_string") == STUCK_IN_INTERMEDIATE:
             # Taken from the queue by a worker that died before starting it: not a failure.
-            _another_attempt(job)
+            another_attempt(job)
         super().handle_job_failure(job, queue, *args, **kwargs)
 
     def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
@@ -144,58 +143,6 @@ class RelayWorker(SimpleWorker):
         if isinstance(exc_info[1], DeliveryFailed):
             return
         super().handle_exception(job, *exc_info)
-
-
-def retry_abandoned(job: Job, exc_type: type[BaseException], *_: Any) -> bool:
-    """RQ exception handler: a delivery whose worker died mid-attempt is queued again.
-
-    RQ retries an abandoned job only while it has retries left; one that spent them (or
-    a job queued without a policy) would sit in the failed registry, never delivered.
-    The callback may get it twice, with the same id.
-    """
-    if exc_type is AbandonedJobError:
-        _another_attempt(job)
-    return True
-
-
-def _another_attempt(job: Job) -> None:
-    """Make RQ requeue `job` at once, ahead of the queue, instead of failing it (deliveries only).
-
-    The delivery already waited out the abandonment detection; its retry does not also wait
-    for its schedule's next step, nor for RQ's scheduler (whose lock a killed worker may hold
-    for a minute). The rest of the schedule stays for later failures.
-    """
-    if job.origin != keys.DELIVERY_QUEUE:
-        return
-    # RQ keeps a dead execution listed 60 s longer than its record lives; finishing the
-    # retried job in that window would raise "Execution not found" and count as a failure.
-    job.connection.delete(job.execution_registry.key)
-    job.enqueue_at_front_on_retry = True
-    if job.retries_left:
-        intervals = list(job.retry_intervals or [])
-        step = max(len(intervals) - job.retries_left, 0)  # the step RQ's Job.retry takes next
-        if step < len(intervals):
-            intervals[step] = 0
-            job.retry_intervals = intervals
-        return
-    abandoned = int(job.meta.get("abandoned", 0)) + 1
-    job.meta["abandoned"] = abandoned
-    if abandoned > ABANDON_LIMIT:
-        log.error("delivery.abandoned_failed", job_id=job.id, times=abandoned)
-        _release_url(job)
-        return
-    job.retries_left = 1
-    job.retry_intervals = None
-    log.warning("delivery.abandoned_requeued", job_id=job.id, times=abandoned)
-
-
-def _release_url(job: Job) -> None:
-    """A delivery job that will not run again no longer holds back its callback URL's runners, if
-    it was deciding a failure a batch handed it (workers/pending.py, `awaiting`): it is decided,
-    as failed."""
-    args = job.args
-    if job.func_name == "workers.delivery.deliver" and len(args) >= 5 and args[4]:
-        release_url(job.connection, str(args[4]), int(args[1]), job.id)
 
 
 class ReliableQueue(Queue):

@@ -10,7 +10,7 @@ from rq import Queue
 from rq.exceptions import AbandonedJobError
 from rq.serializers import JSONSerializer
 
-from workers import jobs, keys, pending, worker
+from workers import abandoned, jobs, keys, pending
 from workers.inbox import InboxItem
 from workers.instances import Instance
 from workers.worker import MAINTENANCE_INTERVAL, ReliableQueue
@@ -40,10 +40,10 @@ def test_a_deciding_job_abandoned_for_good_releases_its_url(redis_client: redis.
         pending.awaiting(pipe, url, [job.id])
         pipe.execute()
     assert pending.take(redis_client, url, pending.runner_job_id(url), 200, 1.0).held
-    job.meta["abandoned"] = worker.ABANDON_LIMIT
+    job.meta["abandoned"] = abandoned.ABANDON_LIMIT
     job.retries_left = 0
 
-    assert worker.retry_abandoned(job, AbandonedJobError) is True
+    assert abandoned.retry_abandoned(job, AbandonedJobError) is True
 
     assert job.retries_left == 0  # failed for good: RQ files it in its failed registry
     assert redis_client.exists(pending.undecided(url)) == 0
@@ -56,7 +56,7 @@ def test_an_ordinary_delivery_abandoned_for_good_touches_no_url(redis_client: re
     item = InboxItem("webhook", 1003, "evt-2", 1_700_000_000, "order.created", 42, None, (1,), time.time(), "{}")
     job = jobs.delivery_job(queue, item, item.dumps().decode(), 1, None, "dlv-plain")
     job.save()
-    job.meta["abandoned"] = worker.ABANDON_LIMIT
+    job.meta["abandoned"] = abandoned.ABANDON_LIMIT
     job.retries_left = 0
-    assert worker.retry_abandoned(job, AbandonedJobError) is True
+    assert abandoned.retry_abandoned(job, AbandonedJobError) is True
     assert redis_client.keys("relay:url:*") == [] and redis_client.llen(queue.key) == 0
