@@ -24,6 +24,8 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from workers import keys
+
 # One call accepts a whole batch. KEYS: the inbox, then for each event the store's index and
 # the seen marker. ARGV: the instance key prefix, the dedup TTL, then for each event the
 # fingerprint it was routed with and the item ("" to check routing only). A store's fingerprint
@@ -61,6 +63,8 @@ end
 return replies
 """
 
+_SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()  # noqa: S324 (Redis names scripts by SHA-1)
+
 # How long a batch may wait for Redis when the client sets no socket_timeout.
 SOCKET_SECONDS = 1.0
 
@@ -86,14 +90,11 @@ class AcceptBatcher:
     covers reading all the replies.
     """
 
-    def __init__(
-        self, connection: aioredis.Redis, script: str, shared_keys: list[str], shared_args: list[object]
-    ) -> None:
+    def __init__(self, connection: aioredis.Redis, dedup_ttl: int) -> None:
         self._connection = connection
-        self._script = script
-        self._sha = hashlib.sha1(script.encode()).hexdigest()  # noqa: S324 (Redis names scripts by SHA-1)
-        self._shared_keys = shared_keys
-        self._shared_args = shared_args
+        # What every event of a call shares (SCRIPT's KEYS[1], ARGV[1] and ARGV[2]).
+        self._shared_keys: list[object] = [keys.INBOX]
+        self._shared_args: list[object] = [keys.PREFIX + "instance:", dedup_ttl]
         self._pending: list[Call] = []
         self._running = False
         self._wire: AbstractConnection | None = None
@@ -101,11 +102,12 @@ class AcceptBatcher:
 
     async def __call__(self, index: str, seen: str, fingerprint: str, item: bytes) -> Any:
         """This event's reply; raises what Redis raised for its script call or for the whole batch."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((index, seen, fingerprint, item, future))
         if not self._running:
             self._running = True
-            asyncio.get_running_loop().create_task(self._drain())
+            loop.create_task(self._drain())
         return await future
 
     async def _drain(self) -> None:
@@ -126,7 +128,7 @@ class AcceptBatcher:
     async def _send(self, calls: list[list[Call]]) -> None:
         replies = await self._pipeline(calls)
         if any(isinstance(reply, NoScriptError) for reply in replies):
-            await self._connection.script_load(self._script)  # Redis restarted or flushed its scripts
+            await self._connection.script_load(SCRIPT)  # Redis restarted or flushed its scripts
             replies = await self._pipeline(calls)
         for call, reply in zip(calls, replies, strict=True):
             for (*_, future), answer in zip(
@@ -166,13 +168,13 @@ class AcceptBatcher:
         return replies
 
     def _pack(self, call: list[Call]) -> bytes:
-        keys: list[object] = [*self._shared_keys]
-        args: list[object] = [*self._shared_args]
+        names = [*self._shared_keys]
+        args = [*self._shared_args]
         for index, seen, fingerprint, item, _ in call:
-            keys += (index, seen)
+            names += (index, seen)
             args += (fingerprint, item)
         # hiredis' stub types the command as a 1-tuple; it takes any number of arguments.
-        return pack_command(("EVALSHA", self._sha, len(keys), *keys, *args))  # type: ignore[arg-type,no-any-return]
+        return pack_command(("EVALSHA", _SHA, len(names), *names, *args))  # type: ignore[arg-type,no-any-return]
 
 
 def split(batch: list[Call]) -> list[list[Call]]:

@@ -62,9 +62,7 @@ Outcome = Literal["queued", "duplicate", "fresh"]
 class IngestStore:
     def __init__(self, connection: aioredis.Redis, dedup_ttl: int, cache_stores: int = CACHE_STORES) -> None:
         self._accept = connection.register_script(_ACCEPT)
-        self._routed = accept_batch.AcceptBatcher(
-            connection, accept_batch.SCRIPT, [keys.INBOX], [keys.PREFIX + "instance:", dedup_ttl]
-        )
+        self._routed = accept_batch.AcceptBatcher(connection, dedup_ttl)
         self._dedup_ttl = dedup_ttl
         self._cache: dict[int, StoreRoute] = {}
         self._cache_stores = cache_stores
