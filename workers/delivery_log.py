@@ -121,12 +121,10 @@ for k, list in pairs(members) do
       redis.call('ZREM', index, id)
     end
   end
-  local excess = redis.call('ZCARD', index) - cap
-  if excess > 0 then
-    for _, id in ipairs(redis.call('ZRANGE', index, 0, excess - 1)) do
-      redis.call('DEL', prefix .. id, prefix .. id .. ':attempts')
-      redis.call('ZREM', index, id)
-    end
+  -- All but the newest `cap`, oldest first (none while within the cap): one command, not ZCARD and then ZRANGE.
+  for _, id in ipairs(redis.call('ZRANGE', index, 0, -cap - 1)) do
+    redis.call('DEL', prefix .. id, prefix .. id .. ':attempts')
+    redis.call('ZREM', index, id)
   end
   redis.call('PEXPIRE', index, ARGV[6])
 end

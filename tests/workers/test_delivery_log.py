@@ -69,6 +69,30 @@ def test_an_instance_keeps_at_most_its_cap_and_the_oldest_records_go(redis_clien
     assert 3590 < redis_client.ttl(keys.delivery(item(4).notification_id(7))) <= 3600
 
 
+def _script_commands(client: redis.Redis) -> dict[str, int]:
+    """Calls per command since the last CONFIG RESETSTAT, those a script makes included."""
+    stats = client.info("commandstats")
+    skip = {"config", "info", "evalsha", "eval", "multi", "exec", "script"}
+    return {name[8:]: int(s["calls"]) for name, s in stats.items() if name[8:] not in skip}
+
+
+def test_indexing_within_the_cap_costs_three_commands_an_instance(redis_client: redis.Redis) -> None:
+    log = DeliveryLog(redis_client, retention=3600, max_per_instance=3)
+    with redis_client.pipeline(transaction=True) as pipe:
+        log.received_many(pipe, [(item(1), 7, "job-1")])
+        pipe.execute()
+    redis_client.config_resetstat()
+    with redis_client.pipeline(transaction=True) as pipe:
+        log.received_many(pipe, [(item(2), 7, "job-2"), (item(3), 7, "job-3")])
+        pipe.execute()
+    # Per record: replace, write, expire. Per instance: add, look for expired entries, look past the
+    # cap (one ZRANGE, not ZCARD and then ZRANGE), expire.
+    assert _script_commands(redis_client) == {
+        "del": 2, "hset": 2, "expire": 2, "zadd": 1, "zrangebyscore": 1, "zrange": 1, "pexpire": 1,
+    }  # fmt: skip
+    assert redis_client.zcard(keys.instance_deliveries(7)) == 3
+
+
 def test_retention_counts_from_the_last_change_and_expired_records_are_not_revived(
     redis_client: redis.Redis,
 ) -> None:
