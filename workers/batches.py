@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import random
 import time
+from dataclasses import replace
 from typing import Any
 
 import redis
@@ -181,7 +182,8 @@ def deliver(
         for event, text, instance_id in to_send:
             webhook_id = event.notification_id(instance_id)
             if webhook_id in answered:
-                outcomes.append(Outcome(webhook_id, instance_id, text, "NOTIFIED", attempt=answered[webhook_id]))
+                noted = Outcome(webhook_id, instance_id, text, "NOTIFIED", attempt=answered[webhook_id])
+                outcomes.append(replace(noted, received=event.received))
             else:
                 unanswered.append((event, text, instance_id))
         to_send = unanswered
@@ -220,7 +222,7 @@ def deliver(
         if (now := time.monotonic()) - noted_at >= NOTE_EVERY_MS / 1000:
             pending.note_answered(ctx.redis, job_id, unnoted)
             unnoted, noted_at = [], now
-        outcomes.append(Outcome(webhook_id, instance_id, text, "NOTIFIED", attempt=sent.entry))
+        outcomes.append(Outcome(webhook_id, instance_id, text, "NOTIFIED", attempt=sent.entry, received=event.received))
     delivered = sorted({o.instance_id for o in outcomes if o.status == "NOTIFIED"})
     with ctx.redis.pipeline(transaction=True) as pipe:
         DeliveryLog(ctx.redis, ctx.settings.event_retention).finish(outcomes, pipe)
@@ -292,7 +294,7 @@ def _decide(
 def _not_sent(event: InboxItem, text: str, instance_id: int, status: str, reason: str) -> Outcome:
     log.info("delivery.paused" if status == "PAUSED" else "delivery.skipped", reason=reason,
              event_id=event.event_id, instance_id=instance_id)  # fmt: skip
-    return Outcome(event.notification_id(instance_id), instance_id, text, status, reason)
+    return Outcome(event.notification_id(instance_id), instance_id, text, status, reason, received=event.received)
 
 
 def read_instances(connection: redis.Redis, ids: set[int]) -> dict[int, Instance]:

@@ -93,6 +93,29 @@ def test_indexing_within_the_cap_costs_three_commands_an_instance(redis_client: 
     assert redis_client.zcard(keys.instance_deliveries(7)) == 3
 
 
+def test_an_outcome_soon_after_receipt_leaves_the_index_alone_a_later_one_extends_it(
+    redis_client: redis.Redis,
+) -> None:
+    log = DeliveryLog(redis_client, retention=3600)  # a slack of 60 s
+    fresh, late, unknown = item(1), replace(item(2), received=time.time() - 31), item(3)
+    with redis_client.pipeline(transaction=True) as pipe:
+        log.received_many(pipe, [(fresh, 7, "job-1"), (late, 8, "job-2"), (unknown, 9, "job-3")])
+        pipe.execute()
+    for instance_id in (7, 8, 9):
+        assert 3_659_000 <= redis_client.pttl(keys.instance_deliveries(instance_id)) <= 3_660_000
+        redis_client.pexpire(keys.instance_deliveries(instance_id), 5_000)  # as if indexed an hour ago
+    log.finish([
+        Outcome(fresh.notification_id(7), 7, fresh.dumps().decode(), "NOTIFIED", received=fresh.received),
+        Outcome(late.notification_id(8), 8, late.dumps().decode(), "NOTIFIED", received=late.received),
+        Outcome(unknown.notification_id(9), 9, unknown.dumps().decode(), "NOTIFIED"),
+    ])  # fmt: skip
+    # Received 31 s ago, past half the slack, or when is not known: the index is made to outlive the
+    # record again. Received just now: its indexing gave the index more than the record's retention.
+    assert [redis_client.ttl(keys.instance_deliveries(i)) for i in (8, 9)] == [3600, 3600]
+    assert 4_000 < redis_client.pttl(keys.instance_deliveries(7)) <= 5_000
+    assert [redis_client.ttl(keys.delivery(i.notification_id(n))) for i, n in ((fresh, 7), (late, 8))] == [3600, 3600]
+
+
 def test_retention_counts_from_the_last_change_and_expired_records_are_not_revived(
     redis_client: redis.Redis,
 ) -> None:
