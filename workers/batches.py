@@ -48,12 +48,13 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from workers import context, envelope, jobs, keys, lingering, metrics, pending
-from workers.delivery import PAUSED_REASON, Sent, reported_change, send, skip_reason
+from workers.batch_checks import Delivery, decide
+from workers.delivery import Sent, send
 from workers.delivery_log import DeliveryLog, Outcome
 from workers.inbox import InboxItem
 from workers.instances import Instance
 from workers.pausing import Pauses
-from workers.poll_store import PollStore, marker_ttl
+from workers.poll_store import PollStore
 
 log = structlog.get_logger(logger_name="workers.batches")
 
@@ -63,12 +64,9 @@ BUDGET_SECONDS = 1.0
 # re-sends what was on the wire and at most this much of what was answered, and a fast URL's batch
 # pays one write per NOTE_EVERY_MS, not one per answer (which, under load, slowed every answer).
 NOTE_EVERY_MS = 25.0
-REPORTED = "the poller already reported this change"
 # How long a runner whose batch went out cleanly waits for more before it ends (workers/lingering.py):
 # events of a steady stream come closer together than this.
 LINGER_SECONDS = 0.05
-
-Delivery = tuple[InboxItem, str, int]  # the item, as queued, and the instance it goes to
 
 
 def run_pending(url: str) -> str:
@@ -176,7 +174,7 @@ def deliver(
     deadline = time.monotonic() + BUDGET_SECONDS if deadline is None else deadline
     ctx = context.current()
     pauses = Pauses(ctx.redis)
-    outcomes, to_send, singles = _decide(pauses, PollStore(ctx.redis), batch, instances, ctx.settings.dedup_ttl)
+    outcomes, to_send, singles = decide(pauses, PollStore(ctx.redis), batch, instances, ctx.settings.dedup_ttl)
     if answered:
         unanswered: list[Delivery] = []
         for event, text, instance_id in to_send:
@@ -240,61 +238,6 @@ def deliver(
         log.info("batch.handed_off", events=len(singles))
     metrics.observe_batch([o.status for o in outcomes], [o.attempt["ms"] / 1000 for o in outcomes if o.attempt])
     return _summary(outcomes, len(singles), len(back)), len(back), len(singles), following
-
-
-def _decide(
-    pauses: Pauses, polls: PollStore, batch: list[Delivery], instances: dict[int, Instance], dedup_ttl: int
-) -> tuple[list[Outcome], list[Delivery], list[Delivery]]:
-    """What each event needs before any is sent, as `workers.delivery.attempt` decides it: skipped
-    (instance gone, off, moved), parked (paused), already reported by polling, or to be sent.
-    Returns the outcomes of those not to be sent, those to send, and those to hand off unsent (when
-    deciding crashed on bad data), each in order."""
-    outcomes: list[Outcome] = []
-    flowing: list[Delivery] = []
-    for event, text, instance_id in batch:
-        reason = skip_reason(event, instances.get(instance_id))
-        if reason is None:
-            flowing.append((event, text, instance_id))
-        else:
-            outcomes.append(_not_sent(event, text, instance_id, "SKIPPED", reason))
-    try:
-        parked = pauses.gate_many([(instance_id, text) for _, text, instance_id in flowing])
-    except redis.ResponseError:
-        log.exception("batch.gate_crashed")  # one instance's broken state: let each decide alone
-        return outcomes, [], flowing
-    try:
-        changes = [None if stop else reported_change(event) for (event, *_), stop in zip(flowing, parked, strict=True)]
-        claims = [
-            (instance_id, change, event.notification_id(instance_id), marker_ttl(instances[instance_id], dedup_ttl))
-            for (event, _, instance_id), change in zip(flowing, changes, strict=True)
-            if change is not None
-        ]
-        fresh = iter(polls.claim_webhook_changes(claims))
-    except (redis.ConnectionError, redis.TimeoutError):
-        raise
-    except Exception:
-        # One event's bad data (a broken change marker, say) must not hold back the others: the
-        # events that passed the gate each go to a job of their own, where only that one crashes.
-        log.exception("batch.dedup_crashed")
-        changes, fresh = [None] * len(flowing), iter([])
-        handed = True
-    else:
-        handed = False
-    to_send: list[Delivery] = []
-    for (event, text, instance_id), is_parked, change in zip(flowing, parked, changes, strict=True):
-        if is_parked:
-            outcomes.append(_not_sent(event, text, instance_id, "PAUSED", PAUSED_REASON))
-        elif change is not None and not next(fresh):
-            outcomes.append(_not_sent(event, text, instance_id, "SKIPPED", REPORTED))
-        else:
-            to_send.append((event, text, instance_id))
-    return (outcomes, [], to_send) if handed else (outcomes, to_send, [])
-
-
-def _not_sent(event: InboxItem, text: str, instance_id: int, status: str, reason: str) -> Outcome:
-    log.info("delivery.paused" if status == "PAUSED" else "delivery.skipped", reason=reason,
-             event_id=event.event_id, instance_id=instance_id)  # fmt: skip
-    return Outcome(event.notification_id(instance_id), instance_id, text, status, reason, received=event.received)
 
 
 def read_instances(connection: redis.Redis, ids: set[int]) -> dict[int, Instance]:
