@@ -96,6 +96,7 @@ def table(results: dict[str, Any]) -> str:
          f"{ceiling['per_process']:,.0f} httpx loop", f"{concurrent / ceiling['per_process']:.0%}"),
         (f"end-to-end ms p50 / p99 / max at {e2e['rate']:,.0f}/s (half of {e2e['sustainable_rate']:,.0f}/s sustained)",
          f"{e2e['p50_ms']:.1f} / {e2e['p99_ms']:.1f} / {e2e['max_ms']:.1f}", "", ""),
+        ("AOF rewrites during the end-to-end run", str(e2e["aof_rewrites"]), "", ""),
         ("Redis commands per delivered event", f"{delivery['relay']['1']['redis_commands_per_event']:.1f}", "", ""),
         (f"Redis bytes per event, {memory['payload_bytes']} B body: inbox / dispatched",
          f"{memory['inbox_bytes_per_event']:,.0f} / {memory['queued_job_bytes_per_event']:,.0f}",

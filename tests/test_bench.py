@@ -73,6 +73,7 @@ def test_quick_benchmark_measures_every_figure(tmp_path: Path) -> None:
 
     e2e = results["e2e"]
     assert 0 < e2e["p50_ms"] <= e2e["p99_ms"] <= e2e["max_ms"] < 60_000
+    assert e2e["aof_rewrites"] >= 0
     assert 0 < e2e["rate"] <= e2e["sustainable_rate"] / 2 + 1e-9 and len(e2e["probes"]) >= 1
     *missed, last = e2e["probes"]
     # Only the last probe counts as sustained, and only one the relay kept up with at the rate asked for.
