@@ -302,12 +302,41 @@ def delivery_run(
     pool: list[Process],
 ) -> dict[str, Any]:  # fmt: skip
     """Deliveries/s with `workers` processes (started here, into `pool`): first draining a backlog
-    ingested before they start, as the httpx loops have nothing else to do; then while as many
-    events are being ingested, on the same two cores. Redis commands are counted around the first."""
+    ingested before they start, as the httpx loops have nothing else to do (the faster of
+    DELIVERY_DRAINS drains, each with workers started afresh); then while as many events are being
+    ingested, on the same two cores. Redis commands are counted around the first drain."""
+    drains: list[dict[str, Any]] = []
+    for attempt in range(DELIVERY_DRAINS):
+        for process in pool:
+            stack.stop(process)
+        pool.clear()
+        drains.append(_drain(stack, plan, directory, url, f"{run}-backlog{attempt}", stores, workers, pool))
+    best, first = max(drains, key=lambda drain: float(drain["rate"])), drains[0]
+    stack.sink_reset()
+    sent = send_all(f"{url}/events/ecwid", _requests(directory, run, plan.deliveries, stores))
+    wait_for_sink(stack, plan.deliveries, timeout=60 + plan.deliveries / 50)
+    return {
+        "events": plan.deliveries, "delivered": best["delivered"], "deliveries_per_s": best["rate"],
+        "worker_cpu_us_per_event": best["cpu_us"], "drain_runs": [round(drain["rate"]) for drain in drains],
+        "deliveries_per_s_while_ingesting": _arrival_rate(stack), "delivered_while_ingesting": stack.sink_count(),
+        "ingest_rps_while_delivering": sent["rps"], "ingest_errors": sent["errors"],
+        "redis_commands_per_event": first["commands"] / plan.deliveries, "busiest_commands": first["busiest"],
+    }  # fmt: skip
+
+
+# The relay's backlog drain is the faster of this many, as its ingest is the best of two runs and the
+# httpx loops' ceiling the better of two measurements: a neighbour's spell during one counts for neither.
+DELIVERY_DRAINS = 2
+
+
+def _drain(
+    stack: Stack, plan: Plan, directory: Path, url: str, run: str, stores: list[int], workers: int,
+    pool: list[Process],
+) -> dict[str, Any]:  # fmt: skip
+    """One backlog drain by `workers` fresh processes (left running, in `pool`)."""
     stack.sink_reset()
     before = stack.command_calls()
-    backlog = _requests(directory, f"{run}-backlog", plan.deliveries, stores)
-    send_all(f"{url}/events/ecwid", backlog)  # no worker runs yet: the backlog waits in the inbox
+    send_all(f"{url}/events/ecwid", _requests(directory, run, plan.deliveries, stores))  # waits in the inbox
     # Held back until the workers are up and their CPU time is read: a small backlog was otherwise
     # delivered before the reading, and a worker's CPU per event came out as nothing.
     stack.redis.rename(keys.INBOX, HELD_INBOX)
@@ -318,19 +347,11 @@ def delivery_run(
     wait_for_sink(stack, plan.deliveries, timeout=60 + plan.deliveries / 50)
     cpu = sum(cpu_seconds(process.pid) for process in started) - cpu
     after = stack.command_calls()
-    drained, rate = stack.sink_count(), _arrival_rate(stack)
+    drained = stack.sink_count()
     delta = {name: after.get(name, 0) - before.get(name, 0) for name in after}
     busiest = dict(sorted(((n, c) for n, c in delta.items() if c > 0), key=lambda kv: -kv[1])[:12])
-    stack.sink_reset()
-    sent = send_all(f"{url}/events/ecwid", _requests(directory, run, plan.deliveries, stores))
-    wait_for_sink(stack, plan.deliveries, timeout=60 + plan.deliveries / 50)
-    return {
-        "events": plan.deliveries, "delivered": drained, "deliveries_per_s": rate,
-        "worker_cpu_us_per_event": cpu / drained * 1e6,
-        "deliveries_per_s_while_ingesting": _arrival_rate(stack), "delivered_while_ingesting": stack.sink_count(),
-        "ingest_rps_while_delivering": sent["rps"], "ingest_errors": sent["errors"],
-        "redis_commands_per_event": sum(delta.values()) / plan.deliveries, "busiest_commands": busiest,
-    }  # fmt: skip
+    return {"delivered": drained, "rate": _arrival_rate(stack), "cpu_us": cpu / drained * 1e6,
+            "commands": sum(delta.values()), "busiest": busiest}  # fmt: skip
 
 
 HELD_INBOX = keys.INBOX + ":bench-held"

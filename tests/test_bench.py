@@ -69,6 +69,7 @@ def test_quick_benchmark_measures_every_figure(tmp_path: Path) -> None:
         assert scale["redis_commands_per_event"] >= 3  # at least the dedup marker, the queue and the log
         # Counted from when the workers were ready, before the backlog was let in: never nothing.
         assert 50 < scale["worker_cpu_us_per_event"] < 1_000_000
+        assert len(scale["drain_runs"]) == 2 and round(scale["deliveries_per_s"]) == max(scale["drain_runs"])
     assert delivery["ceiling"]["per_process"] > 0 and len(delivery["ceiling_runs"]) == 2
 
     e2e = results["e2e"]
