@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import replace
 from typing import Any
 
 import redis
@@ -180,8 +179,10 @@ def deliver(
         for event, text, instance_id in to_send:
             webhook_id = event.notification_id(instance_id)
             if webhook_id in answered:
-                noted = Outcome(webhook_id, instance_id, text, "NOTIFIED", attempt=answered[webhook_id])
-                outcomes.append(replace(noted, received=event.received))
+                attempt = answered[webhook_id]
+                outcomes.append(
+                    Outcome(webhook_id, instance_id, text, "NOTIFIED", attempt=attempt, received=event.received)
+                )
             else:
                 unanswered.append((event, text, instance_id))
         to_send = unanswered
