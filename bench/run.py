@@ -260,8 +260,8 @@ def _ingest_once(
     available = int(plan.max_ingest_rate * plan.ingest_seconds)
     requests = directory / f"{run}.txt"
     load.write_requests(requests, load.webhooks(run, available, stores, CLIENT_SECRET))
-    stack.compact_aof()
-    cpu, forks = (cpu_seconds(receiver.pid), cpu_seconds(stack.redis_pid)), stack.forks()
+    forks = stack.compact_aof()
+    cpu = cpu_seconds(receiver.pid), cpu_seconds(stack.redis_pid)
     result = load.throughput(f"{url}/events/ecwid", requests, connections=plan.connections,
                              seconds=plan.ingest_seconds)  # fmt: skip
     cpu = cpu_seconds(receiver.pid) - cpu[0], cpu_seconds(stack.redis_pid) - cpu[1]
@@ -284,8 +284,7 @@ def paced_ingest(
     available = int(rate * (plan.ingest_seconds + 1) * 1.1)
     requests = directory / f"paced{scale}.txt"
     load.write_requests(requests, load.webhooks(f"paced{scale}", available, stores, CLIENT_SECRET))
-    stack.compact_aof()
-    forks = stack.forks()
+    forks = stack.compact_aof()
     result = load.paced(f"{url}/events/ecwid", requests, rate=rate, connections=plan.paced_connections,
                         seconds=plan.ingest_seconds)  # fmt: skip
     if result is None:
@@ -381,8 +380,7 @@ def e2e_run(
     stack.sink_reset()
     # From a compact AOF, as each ingest run starts: a rewrite left due by the probes' and earlier runs'
     # writes otherwise lands in this run or not by chance (p99 60-140 ms in runs it met, 20-40 without).
-    stack.compact_aof()
-    forks = stack.forks()
+    forks = stack.compact_aof()
     sent = send_at(f"{url}/events/ecwid", requests, rate, accepted_file)
     wait_for_sink(stack, len(hooks), timeout=60)
     forks = stack.forks() - forks

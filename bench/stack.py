@@ -212,9 +212,10 @@ class Stack:
         """Forks so far: each an AOF rewrite here (Redis rewrites once the file doubles past 64 MB)."""
         return int(self.redis.info("stats")["total_forks"])
 
-    def compact_aof(self, timeout: float = 60.0) -> None:
+    def compact_aof(self, timeout: float = 60.0) -> int:
         """Rewrite the AOF now and wait for it: each measured run then starts from a compact file,
-        and meets the rewrites its own writes cause, not those its predecessors left due."""
+        and meets the rewrites its own writes cause, not those its predecessors left due. Returns
+        the fork count after it, to count the run's own rewrites from (`forks`)."""
         while self.redis.info("persistence")["aof_rewrite_in_progress"]:
             time.sleep(0.05)
         self.redis.bgrewriteaof()
@@ -222,7 +223,7 @@ class Stack:
         while time.monotonic() < end:
             info = self.redis.info("persistence")
             if not info["aof_rewrite_in_progress"] and not info["aof_rewrite_scheduled"]:
-                return
+                return self.forks()
             time.sleep(0.05)
         raise RuntimeError(f"the AOF rewrite took longer than {timeout} s")
 
