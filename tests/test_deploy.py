@@ -219,7 +219,10 @@ def test_dockerignore_keeps_secrets_and_local_state_out_but_not_what_the_image_c
         if kind == "COPY" and not value.startswith("--from")
         for source in value.split()[:-1]
     ]
-    assert copied == ["pyproject.toml", "README.md", "receiver", "workers"]
+    assert copied == ["pyproject.toml", "README.md", "LICENSE", "receiver", "workers"]
+    # What the wheel's build reads besides the packages: a file the image leaves out fails `pip wheel`.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert {project["readme"], *project["license-files"]} <= set(copied)
     for source in copied:
         assert not any(fnmatch.fnmatch(source, pattern.removeprefix("**/")) for pattern in patterns), source
 
