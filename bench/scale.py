@@ -33,7 +33,7 @@ def at_scale(
     setup_seconds = time.monotonic() - started
     receiver, url = stack.receiver()
     try:
-        ingest = ingest_run(stack, plan, directory, receiver, url, scale, stores)
+        ingest = ingest_run(stack, plan, directory, receiver, url, str(scale), stores, RELAY_INGEST_RUNS)
         if paced_rate:
             ingest["paced"] = paced_ingest(stack, plan, directory, url, scale, stores, paced_rate)
         ingest["instances_setup_seconds"] = round(setup_seconds, 2)
@@ -55,23 +55,52 @@ def at_scale(
     return ingest, delivery, e2e, rss
 
 
+def again_at_scale(
+    stack: Stack, plan: Plan, directory: Path, scale: int, workers: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One more closed-loop ingest run and one more backlog drain at this scale, on a stack set up
+    afresh. The bench makes this second pass over the scales in reverse order, so that each scale is
+    measured both early and late in the run: whichever scale came last paid a few percent for it."""
+    stack.reset()
+    stores = sorted(stack.create_instances(scale))
+    receiver, url = stack.receiver()
+    try:
+        ingest = ingest_run(stack, plan, directory, receiver, url, f"{scale}again", stores, runs=1)
+        clear_inbox(stack)
+        pool: list[Process] = []
+        try:
+            drain = _drain(stack, plan, directory, url, f"dlv{scale}again", stores, workers, pool)
+        finally:
+            for process in pool:
+                stack.stop(process)
+    finally:
+        stack.stop(receiver)
+    return ingest, drain
+
+
 def ingest_run(
-    stack: Stack, plan: Plan, directory: Path, receiver: Process, url: str, scale: int, stores: list[int]
-) -> dict[str, Any]:
-    """The relay's closed-loop ingest at this scale: the best of two runs, as its ceiling is the best of two."""
+    stack: Stack, plan: Plan, directory: Path, receiver: Process, url: str, name: str, stores: list[int],
+    runs: int = 2,
+) -> dict[str, Any]:  # fmt: skip
+    """The relay's closed-loop ingest at this scale: the best of `runs` runs (two, as its ceiling is the
+    best of two), with every run's rate, receiver CPU per request and AOF rewrites."""
     # Steady state: every store has been heard from once (the receiver caches each store's instances on its
     # first event; a cold store costs one more round trip), then wrk warms up as for the bare endpoint.
-    warm = directory / f"warm{scale}.txt"
-    load.write_requests(warm, load.webhooks(f"first{scale}", len(stores), stores, CLIENT_SECRET))
+    warm = directory / f"warm{name}.txt"
+    load.write_requests(warm, load.webhooks(f"first{name}", len(stores), stores, CLIENT_SECRET))
     send_all(f"{url}/events/ecwid", warm)
-    load.write_requests(warm, load.webhooks(f"warm{scale}", 20_000, stores, CLIENT_SECRET))
+    load.write_requests(warm, load.webhooks(f"warm{name}", 20_000, stores, CLIENT_SECRET))
     load.throughput(f"{url}/events/ecwid", warm, connections=plan.connections, seconds=plan.warmup_seconds)
-    runs = []
-    for attempt in range(RELAY_INGEST_RUNS):
+    done = []
+    for attempt in range(runs):
         clear_inbox(stack)
-        runs.append(_ingest_once(stack, plan, directory, receiver, url, f"ing{scale}-{attempt}", stores))
-    best = max(runs, key=lambda run: float(run["rps"]))
-    return {**best, "runs": [round(run["rps"]) for run in runs]}
+        done.append(_ingest_once(stack, plan, directory, receiver, url, f"ing{name}-{attempt}", stores))
+    best = max(done, key=lambda run: float(run["rps"]))
+    return {
+        **best, "runs": [round(run["rps"]) for run in done],
+        "cpu_runs": [run["server_cpu_us_per_request"] for run in done],
+        "aof_rewrite_runs": [run["aof_rewrites"] for run in done],
+    }  # fmt: skip
 
 
 # The relay's ingest figure is the best of this many runs, as the bare endpoint's is the best of two
@@ -142,6 +171,7 @@ def delivery_run(
     return {
         "events": plan.deliveries, "delivered": best["delivered"], "deliveries_per_s": best["rate"],
         "worker_cpu_us_per_event": best["cpu_us"], "drain_runs": [round(drain["rate"]) for drain in drains],
+        "drain_cpu_runs": [drain["cpu_us"] for drain in drains],
         "deliveries_per_s_while_ingesting": arrival_rate(stack), "delivered_while_ingesting": stack.sink_count(),
         "ingest_rps_while_delivering": sent["rps"], "ingest_errors": sent["errors"],
         "redis_commands_per_event": first["commands"] / plan.deliveries, "busiest_commands": first["busiest"],

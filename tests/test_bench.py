@@ -40,6 +40,20 @@ def test_quick_benchmark_measures_every_figure(tmp_path: Path) -> None:
         assert scale["aof_rewrites"] >= 0  # counted: a rewrite during a run is reported beside its figures
         assert len(scale["runs"]) == 2 and round(scale["rps"]) == max(scale["runs"])  # the best of two runs
 
+    # The scales are measured twice, the second time in reverse order, and each scale's flatness figures
+    # are the least CPU per event and the best rate over all its runs.
+    assert results["scale_order"] == [1, 100, 100, 1]
+    assert "the scales again, in reverse order" in run.stderr
+    for name, scale in relay.items():
+        again, figures = scale["again"], results["scales"][name]
+        assert len(scale["cpu_runs"]) == 2 and again["runs"] == [round(again["rps"])] and again["errors"] == 0
+        assert again["queued"] >= again["requests"] - results["plan"]["connections"]
+        assert figures["ingest_runs"] == 3
+        assert figures["ingest_cpu_us"] == min(*scale["cpu_runs"], again["server_cpu_us_per_request"]) > 0
+        assert figures["ingest_rps"] == max(*scale["runs"], again["rps"])
+    assert "| ingest CPU µs per request at 1 / 100 instances, least of 3 runs each |" in run.stdout
+    assert "| worker CPU µs per delivered event at 1 / 100 instances, least of 3 drains each |" in run.stdout
+
     # Latency offered half the bare endpoint's rate, paced (wrk only): the same rate for both.
     bare_paced, relay_paced = results["ingest"]["bare_paced"], relay["1"].get("paced")
     assert "paced" not in relay["100"]
@@ -70,6 +84,12 @@ def test_quick_benchmark_measures_every_figure(tmp_path: Path) -> None:
         # Counted from when the workers were ready, before the backlog was let in: never nothing.
         assert 50 < scale["worker_cpu_us_per_event"] < 1_000_000
         assert len(scale["drain_runs"]) == 2 and round(scale["deliveries_per_s"]) == max(scale["drain_runs"])
+    for name, scale in delivery["relay"].items():
+        again, figures = scale["again"], results["scales"][name]
+        assert again["delivered"] == results["plan"]["deliveries"] and 50 < again["cpu_us"] < 1_000_000
+        assert figures["drain_runs"] == 3
+        assert figures["delivery_cpu_us"] == min(*scale["drain_cpu_runs"], again["cpu_us"])
+        assert figures["deliveries_per_s"] == max(*scale["drain_runs"], again["rate"])
     assert delivery["ceiling"]["per_process"] > 0 and len(delivery["ceiling_runs"]) == 2
 
     e2e = results["e2e"]
