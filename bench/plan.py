@@ -7,16 +7,19 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Plan:
-    ingest_seconds: float
+    ingest_seconds: float  # each closed-loop and paced ingest run at 1 instance
     warmup_seconds: float
     connections: int
-    scales: tuple[int, ...]
-    deliveries: int
+    scales: tuple[int, ...]  # instance counts, for the flatness turns (bench/flatness.py)
+    deliveries: int  # each backlog drain at 1 instance, and the delivery run while ingesting
     e2e_seconds: float
     ceiling_seconds: float
     memory_events: int
     max_ingest_rate: int  # sizes the file of unique signed webhooks
     probe_seconds: float  # each open-loop probe for the sustainable delivery rate
+    flat_rounds: int  # rounds of flatness turns, every scale once a round
+    flat_seconds: float  # each ingest turn
+    flat_deliveries: int  # each drain turn
 
     @property
     def paced_connections(self) -> int:
@@ -25,13 +28,19 @@ class Plan:
 
     @classmethod
     def full(cls) -> Plan:
-        # 10,000 deliveries a scale, not 3,000: two workers drained 3,000 in about a second, so a spell
-        # of a neighbour's load moved a scale's CPU per event by up to 10% (2-3% with 10,000).
-        return cls(8, 2, 32, (1, 100, 10_000), 10_000, 10, 8, 2000, 25_000, 5)
+        # 10,000 deliveries a drain, not 3,000: two workers drained 3,000 in about a second, so a spell
+        # of a neighbour's load moved a drain's CPU per event by up to 10% (2-3% with 10,000).
+        return cls(
+            ingest_seconds=8, warmup_seconds=2, connections=32, scales=(1, 100, 10_000), deliveries=10_000,
+            e2e_seconds=10, ceiling_seconds=8, memory_events=2000, max_ingest_rate=25_000, probe_seconds=5,
+            flat_rounds=4, flat_seconds=2, flat_deliveries=5_000,
+        )  # fmt: skip
 
     @classmethod
     def quick(cls) -> Plan:
-        # One-second runs (wrk's least): with both passes over two scales the smoke run takes about a
-        # minute on a slow day of the shared machine (66 s on 2026-11-27, when the bare endpoint ran at
-        # a third of its usual rate).
-        return cls(1, 1, 16, (1, 100), 200, 1, 1, 200, 25_000, 1)
+        # One-second runs (wrk's least), so that the smoke run stays near a minute on a slow day.
+        return cls(
+            ingest_seconds=1, warmup_seconds=1, connections=16, scales=(1, 100), deliveries=200,
+            e2e_seconds=1, ceiling_seconds=1, memory_events=200, max_ingest_rate=25_000, probe_seconds=1,
+            flat_rounds=2, flat_seconds=1, flat_deliveries=200,
+        )  # fmt: skip

@@ -13,7 +13,7 @@ def targets(results: dict[str, Any], workers: int) -> list[dict[str, Any]]:
     delivery_ratio = per_process / delivery["ceiling"]["per_process"]
     budget = 2 * memory["payload_bytes"] + 512
     worst_memory = max(memory["inbox_bytes_per_event"], memory["queued_job_bytes_per_event"])
-    scales = scale_figures(results)
+    scales = results["flatness"]["scales"]
     ingest_flat = _flatness([scale["ingest_rps"] for scale in scales.values()])
     delivery_flat = _flatness([scale["deliveries_per_s"] for scale in scales.values()])
     # What each event costs the process that handles it, which the neighbours' load disturbs far
@@ -39,24 +39,6 @@ def targets(results: dict[str, Any], workers: int) -> list[dict[str, Any]]:
                 f"{delivery_cpu_flat:.0%} ({delivery_flat:.0%})", ">= 90% (cheapest/dearest)",
                 delivery_cpu_flat >= 0.9),
     ]  # fmt: skip
-
-
-def scale_figures(results: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """Per scale, over all its runs (both passes, so early and late in the bench): the least CPU per
-    event and the best rate, for ingest and delivery. Noise only adds CPU time, so the least is the
-    closest to what the scale itself costs; every scale has as many runs, in mirrored positions."""
-    figures = {}
-    for scale, ingest in results["ingest"]["relay"].items():
-        delivery = results["delivery"]["relay"][scale]
-        ingest_cpu = [*ingest["cpu_runs"], ingest["again"]["server_cpu_us_per_request"]]
-        ingest_rps = [*ingest["runs"], ingest["again"]["rps"]]
-        drain_cpu = [*delivery["drain_cpu_runs"], delivery["again"]["cpu_us"]]
-        drain_rate = [*delivery["drain_runs"], delivery["again"]["rate"]]
-        figures[scale] = {
-            "ingest_cpu_us": min(ingest_cpu), "ingest_rps": max(ingest_rps), "ingest_runs": len(ingest_cpu),
-            "delivery_cpu_us": min(drain_cpu), "deliveries_per_s": max(drain_rate), "drain_runs": len(drain_cpu),
-        }  # fmt: skip
-    return figures
 
 
 def _paced_figure(paced: dict[str, Any] | None, closed_loop_rps: float) -> str:
@@ -96,10 +78,10 @@ def table(results: dict[str, Any]) -> str:
     per_process = delivery["relay"]["1"]["deliveries_per_s"] / workers
     concurrent = delivery["relay"]["1"]["deliveries_per_s_while_ingesting"] / workers
     one_drains = delivery["relay"]["1"]["drain_runs"]
-    scales = list(ingest["relay"])
+    flat = results["flatness"]["scales"]
+    scales = list(flat)
     at = " / ".join(scales) + " instances"
-    per_scale = scale_figures(results)
-    runs = per_scale[scales[0]]
+    turns = f"median of {results['plan']['flat_rounds']}"
     rows = [
         ("ingest req/s (1 instance)", f"{one['rps']:,.0f}, best of {_runs(one['runs'])}",
          f"{bare['rps']:,.0f} bare, best of {_runs(ingest['bare_runs'])}",
@@ -127,19 +109,18 @@ def table(results: dict[str, Any]) -> str:
          f"{memory['payload_bytes']} B body", ""),
         ("peak RSS MiB: receiver / one worker",
          f"{memory['receiver_peak_rss_mib']:.0f} / {memory['worker_peak_rss_mib']:.0f}", "", ""),
-        (f"ingest req/s at {at}, best of {runs['ingest_runs']} runs each",
-         " / ".join(f"{per_scale[s]['ingest_rps']:,.0f}" for s in scales), "", ""),
-        (f"ingest CPU µs per request at {at}, least of {runs['ingest_runs']} runs each",
-         " / ".join(f"{per_scale[s]['ingest_cpu_us']:,.0f}" for s in scales), "", ""),
-        (f"AOF rewrites during the ingest runs at {at}",
-         " / ".join(str(sum(ingest["relay"][s]["aof_rewrite_runs"]) + ingest["relay"][s]["again"]["aof_rewrites"])
-                    for s in scales), "", ""),
-        (f"deliveries/s at {at}, best of {runs['drain_runs']} drains each",
-         " / ".join(f"{per_scale[s]['deliveries_per_s']:,.0f}" for s in scales), "", ""),
-        (f"worker CPU µs per delivered event at {at}, least of {runs['drain_runs']} drains each",
-         " / ".join(f"{per_scale[s]['delivery_cpu_us']:,.0f}" for s in scales), "", ""),
-        ("Redis commands per delivered event at " + " / ".join(scales) + " instances",
-         " / ".join(f"{delivery['relay'][s]['redis_commands_per_event']:.1f}" for s in scales), "", ""),
+        (f"ingest req/s at {at}, {turns} turns of {results['plan']['flat_seconds']:g} s",
+         " / ".join(f"{flat[s]['ingest_rps']:,.0f}" for s in scales), "", ""),
+        (f"ingest CPU µs per request at {at}, {turns} turns",
+         " / ".join(f"{flat[s]['ingest_cpu_us']:,.0f}" for s in scales), "", ""),
+        (f"AOF rewrites during the ingest turns at {at}",
+         " / ".join(str(sum(turn["aof_rewrites"] for turn in flat[s]["ingest_turns"])) for s in scales), "", ""),
+        (f"deliveries/s at {at}, {turns} drains of {results['plan']['flat_deliveries']:,}",
+         " / ".join(f"{flat[s]['deliveries_per_s']:,.0f}" for s in scales), "", ""),
+        (f"worker CPU µs per delivered event at {at}, {turns} drains",
+         " / ".join(f"{flat[s]['delivery_cpu_us']:,.0f}" for s in scales), "", ""),
+        (f"Redis commands per delivered event at {at}",
+         " / ".join(f"{flat[s]['redis_commands_per_event']:.1f}" for s in scales), "", ""),
     ]  # fmt: skip
     lines = [
         f"ecwid-relay benchmark{' (quick: rough figures)' if results['quick'] else ''}, {machine['date']}",

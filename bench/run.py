@@ -5,13 +5,13 @@
 Phases (docs/performance.md explains each):
 1. ceilings: a bare Starlette endpoint (same uvicorn options, load and concurrency), and N processes
    running a plain httpx POST loop to the same sink;
-2. per scale (1, 100, 10,000 instances, one store each, events spread over all of them):
-   ingest throughput and latency (the best of two runs), then deliveries/s from ingest to the sink with N workers
-   (draining a backlog ingested before they start, with Redis commands counted around it; then
-   while as many events are ingested); at 1 instance, end-to-end latency at half the highest
-   rate kept up with;
-3. the scales again in reverse order, one ingest run and one drain each (each scale is then
-   measured early and late: the flatness targets compare each scale's least CPU per event);
+2. at 1 instance: ingest throughput and latency (the best of two runs, and paced at half the
+   bare rate), then deliveries/s from ingest to the sink with N workers (draining a backlog
+   ingested before they start, with Redis commands counted around it; then while as many events
+   are ingested), then end-to-end latency at half the highest rate kept up with;
+3. flatness: 1, 100 and 10,000 instances (one store each, events spread over all of them), each on
+   a stack of its own, taking turns in alternating order: short ingest runs, then backlog drains
+   (bench/flatness.py);
 4. the ceilings again (each keeps the higher of its two measurements);
 5. Redis memory per queued event, 1 KB payload: in the inbox, and as delivery jobs.
 """
@@ -34,10 +34,10 @@ from typing import Any
 import orjson
 import redis
 
-from bench import load, report
+from bench import flatness, load, report
 from bench.drive import send_all
 from bench.plan import Plan
-from bench.scale import again_at_scale, at_scale
+from bench.scale import at_scale
 from bench.stack import CLIENT_SECRET, Stack, cpu_seconds
 from workers import envelope, keys, logs
 from workers.dispatcher import Dispatcher
@@ -73,34 +73,14 @@ def run(plan: Plan, workers: int, *, quick: bool = False) -> dict[str, Any]:
         # connection count (32 connections at 3,000 req/s wait 10.7 ms on average whatever the server).
         paced_rate = bare[0].get("paced", {}).get("rate")
         loops = [delivery_ceiling(stack, plan, directory, workers)]
-        results["ingest"] = {"relay": {}}
-        results["delivery"] = {"relay": {}}
-        results["scale_order"] = []  # the order the scales were measured in: both passes
-        for scale in plan.scales:
-            results["scale_order"].append(scale)
-            say(f"{scale} instance(s): ingest, delivery" + (", end-to-end" if scale == 1 else ""))
-            ingest, delivery, e2e, rss = at_scale(
-                stack,
-                plan,
-                directory,
-                scale,
-                workers,
-                with_e2e=scale == 1,
-                paced_rate=paced_rate if scale == 1 else None,
-            )
-            results["ingest"]["relay"][str(scale)] = ingest
-            results["delivery"]["relay"][str(scale)] = delivery
-            if e2e is not None:
-                results["e2e"] = e2e
-                results["memory"] = {"receiver_peak_rss_mib": rss[0], "worker_peak_rss_mib": rss[1]}
-        # The scales again, in reverse order, one ingest run and one drain each: every scale is then
-        # measured early and late, and the flatness targets compare each scale's least CPU per event.
-        say("the scales again, in reverse order: ingest, delivery")
-        for scale in reversed(plan.scales):
-            results["scale_order"].append(scale)
-            ingest, drain = again_at_scale(stack, plan, directory, scale, workers)
-            results["ingest"]["relay"][str(scale)]["again"] = ingest
-            results["delivery"]["relay"][str(scale)]["again"] = drain
+        say("1 instance: ingest, delivery, end-to-end")
+        ingest, delivery, e2e, rss = at_scale(stack, plan, directory, 1, workers, with_e2e=True, paced_rate=paced_rate)
+        results["ingest"] = {"relay": {"1": ingest}}
+        results["delivery"] = {"relay": {"1": delivery}}
+        results["e2e"] = e2e
+        results["memory"] = {"receiver_peak_rss_mib": rss[0], "worker_peak_rss_mib": rss[1]}
+        say(f"flatness: {' / '.join(map(str, plan.scales))} instances in turns, {plan.flat_rounds} rounds")
+        results["flatness"] = flatness.measure(plan, directory / "flatness", workers)
         say("ceilings again")
         bare.append(ingest_ceiling(stack, plan, directory))
         loops.append(delivery_ceiling(stack, plan, directory, workers))
@@ -111,7 +91,6 @@ def run(plan: Plan, workers: int, *, quick: bool = False) -> dict[str, Any]:
         results["delivery"]["ceiling_runs"] = [round(run["per_process"]) for run in loops]
         say("Redis memory per queued event")
         results["memory"].update(queued_memory(stack, plan, directory))
-        results["scales"] = report.scale_figures(results)
         results["targets"] = report.targets(results, workers)
         return results
 

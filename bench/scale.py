@@ -55,46 +55,29 @@ def at_scale(
     return ingest, delivery, e2e, rss
 
 
-def again_at_scale(
-    stack: Stack, plan: Plan, directory: Path, scale: int, workers: int
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """One more closed-loop ingest run and one more backlog drain at this scale, on a stack set up
-    afresh. The bench makes this second pass over the scales in reverse order, so that each scale is
-    measured both early and late in the run: whichever scale came last paid a few percent for it."""
-    stack.reset()
-    stores = sorted(stack.create_instances(scale))
-    receiver, url = stack.receiver()
-    try:
-        ingest = ingest_run(stack, plan, directory, receiver, url, f"{scale}again", stores, runs=1)
-        clear_inbox(stack)
-        pool: list[Process] = []
-        try:
-            drain = _drain(stack, plan, directory, url, f"dlv{scale}again", stores, workers, pool)
-        finally:
-            for process in pool:
-                stack.stop(process)
-    finally:
-        stack.stop(receiver)
-    return ingest, drain
-
-
-def ingest_run(
-    stack: Stack, plan: Plan, directory: Path, receiver: Process, url: str, name: str, stores: list[int],
-    runs: int = 2,
-) -> dict[str, Any]:  # fmt: skip
-    """The relay's closed-loop ingest at this scale: the best of `runs` runs (two, as its ceiling is the
-    best of two), with every run's rate, receiver CPU per request and AOF rewrites."""
-    # Steady state: every store has been heard from once (the receiver caches each store's instances on its
-    # first event; a cold store costs one more round trip), then wrk warms up as for the bare endpoint.
+def warm_up(plan: Plan, directory: Path, url: str, name: str, stores: list[int]) -> None:
+    """Bring a receiver to its steady state: every store heard from once (the receiver caches each
+    store's instances on its first event; a cold store costs one more round trip), then wrk's warm-up,
+    as for the bare endpoint."""
     warm = directory / f"warm{name}.txt"
     load.write_requests(warm, load.webhooks(f"first{name}", len(stores), stores, CLIENT_SECRET))
     send_all(f"{url}/events/ecwid", warm)
     load.write_requests(warm, load.webhooks(f"warm{name}", 20_000, stores, CLIENT_SECRET))
     load.throughput(f"{url}/events/ecwid", warm, connections=plan.connections, seconds=plan.warmup_seconds)
+
+
+def ingest_run(
+    stack: Stack, plan: Plan, directory: Path, receiver: Process, url: str, name: str, stores: list[int],
+    runs: int,
+) -> dict[str, Any]:  # fmt: skip
+    """The relay's closed-loop ingest, from its steady state: the best of `runs` runs, with every
+    run's rate, receiver CPU per request and AOF rewrites."""
+    warm_up(plan, directory, url, name, stores)
     done = []
     for attempt in range(runs):
         clear_inbox(stack)
-        done.append(_ingest_once(stack, plan, directory, receiver, url, f"ing{name}-{attempt}", stores))
+        run = f"ing{name}-{attempt}"
+        done.append(ingest_once(stack, plan, directory, receiver, url, run, stores, plan.ingest_seconds))
     best = max(done, key=lambda run: float(run["rps"]))
     return {
         **best, "runs": [round(run["rps"]) for run in done],
@@ -108,16 +91,18 @@ def ingest_run(
 RELAY_INGEST_RUNS = 2
 
 
-def _ingest_once(
-    stack: Stack, plan: Plan, directory: Path, receiver: Process, url: str, run: str, stores: list[int]
-) -> dict[str, Any]:
-    available = int(plan.max_ingest_rate * plan.ingest_seconds)
+def ingest_once(
+    stack: Stack, plan: Plan, directory: Path, receiver: Process, url: str, run: str, stores: list[int],
+    seconds: float,
+) -> dict[str, Any]:  # fmt: skip
+    """One closed-loop ingest run of `seconds` from a compact AOF: its rate, latency, receiver and Redis
+    CPU per request and AOF rewrites. Raises unless every answered request was a queued, new event."""
+    available = int(plan.max_ingest_rate * seconds)
     requests = directory / f"{run}.txt"
     load.write_requests(requests, load.webhooks(run, available, stores, CLIENT_SECRET))
     forks = stack.compact_aof()
     cpu = cpu_seconds(receiver.pid), cpu_seconds(stack.redis_pid)
-    result = load.throughput(f"{url}/events/ecwid", requests, connections=plan.connections,
-                             seconds=plan.ingest_seconds)  # fmt: skip
+    result = load.throughput(f"{url}/events/ecwid", requests, connections=plan.connections, seconds=seconds)
     cpu = cpu_seconds(receiver.pid) - cpu[0], cpu_seconds(stack.redis_pid) - cpu[1]
     forks = stack.forks() - forks
     queued = stack.inbox_length()
@@ -163,15 +148,15 @@ def delivery_run(
         for process in pool:
             stack.stop(process)
         pool.clear()
-        drains.append(_drain(stack, plan, directory, url, f"{run}-backlog{attempt}", stores, workers, pool))
-    best, first = max(drains, key=lambda drain: float(drain["rate"])), drains[0]
+        drains.append(drain(stack, directory, url, f"{run}-backlog{attempt}", stores, plan.deliveries, workers, pool))
+    best, first = max(drains, key=lambda run: float(run["rate"])), drains[0]
     stack.sink_reset()
     sent = send_all(f"{url}/events/ecwid", requests_file(directory, run, plan.deliveries, stores))
     wait_for_sink(stack, plan.deliveries, timeout=60 + plan.deliveries / 50)
     return {
         "events": plan.deliveries, "delivered": best["delivered"], "deliveries_per_s": best["rate"],
-        "worker_cpu_us_per_event": best["cpu_us"], "drain_runs": [round(drain["rate"]) for drain in drains],
-        "drain_cpu_runs": [drain["cpu_us"] for drain in drains],
+        "worker_cpu_us_per_event": best["cpu_us"], "drain_runs": [round(run["rate"]) for run in drains],
+        "drain_cpu_runs": [run["cpu_us"] for run in drains],
         "deliveries_per_s_while_ingesting": arrival_rate(stack), "delivered_while_ingesting": stack.sink_count(),
         "ingest_rps_while_delivering": sent["rps"], "ingest_errors": sent["errors"],
         "redis_commands_per_event": first["commands"] / plan.deliveries, "busiest_commands": first["busiest"],
@@ -183,14 +168,15 @@ def delivery_run(
 DELIVERY_DRAINS = 2
 
 
-def _drain(
-    stack: Stack, plan: Plan, directory: Path, url: str, run: str, stores: list[int], workers: int,
+def drain(
+    stack: Stack, directory: Path, url: str, run: str, stores: list[int], count: int, workers: int,
     pool: list[Process],
 ) -> dict[str, Any]:  # fmt: skip
-    """One backlog drain by `workers` fresh processes (left running, in `pool`)."""
+    """One backlog drain of `count` events by `workers` fresh processes (left running, in `pool`): the
+    rate at the sink, the workers' CPU per event and the Redis commands from ingest to the last delivery."""
     stack.sink_reset()
     before = stack.command_calls()
-    send_all(f"{url}/events/ecwid", requests_file(directory, run, plan.deliveries, stores))  # waits in the inbox
+    send_all(f"{url}/events/ecwid", requests_file(directory, run, count, stores))  # waits in the inbox
     # Held back until the workers are up and their CPU time is read: a small backlog was otherwise
     # delivered before the reading, and a worker's CPU per event came out as nothing.
     stack.redis.rename(keys.INBOX, HELD_INBOX)
@@ -198,7 +184,7 @@ def _drain(
     pool.extend(started)
     cpu = sum(cpu_seconds(process.pid) for process in started)
     stack.redis.rename(HELD_INBOX, keys.INBOX)
-    wait_for_sink(stack, plan.deliveries, timeout=60 + plan.deliveries / 50)
+    wait_for_sink(stack, count, timeout=60 + count / 50)
     cpu = sum(cpu_seconds(process.pid) for process in started) - cpu
     after = stack.command_calls()
     drained = stack.sink_count()
