@@ -1,29 +1,42 @@
-"""Flatness over instance counts, measured in turns.
+"""Flatness over instance counts: every scale measured at the same time.
 
 Each scale (1, 100, 10,000 instances, one store each, events spread over all of them) gets a stack of
-its own: Redis, sink, receiver, its instances created once. The scales then take turns, in rounds
-whose order alternates (1, 100, 10,000, then 10,000, 100, 1, ...): first short closed-loop ingest
-runs, then backlog drains with fresh workers. A spell of a neighbour's load on the shared machine
-thus falls on every scale alike, and no scale is always the last one measured. Measured one scale
-after another, the same code's CPU per event moved by up to 20% between runs minutes apart, more
-than the difference the targets are about.
+its own: Redis, sink, receiver, its instances created once. In each round the scales are loaded
+together: one wrk per receiver, closed loop, started at once; then a backlog per stack drained by
+fresh workers of its own, let in at once. What the round compares is what one event costs the
+process that handles it, at each scale, over the same seconds.
 
-Each scale's figure is the median over its turns. The stacks that are not taking their turn are
-idle: their processes wait on sockets.
+Why at the same time: on the shared two-core machine a neighbour's load moves the CPU time of the
+same work by 20-30% from one run to the next, seconds apart (2026-11-27: one scale's eight 1-s
+ingest turns ranged from 215 to 329 µs a request). Measured one after another, even in alternating
+turns, the scales differed by that noise more than by their own cost; measured together, a spell
+of load falls on all of them at once. The price: the processes share the cores, so the absolute
+figures are higher than a scale measured alone (the 1-instance runs of bench/scale.py are those).
+
+Each scale's figure is the median over the rounds. Redis commands per event come from one more drain
+of each scale, alone: they are counted, not timed, and polling that goes by time would count more in
+a drain slowed down by sharing.
 """
 
 from __future__ import annotations
 
 import statistics
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from bench.drive import clear_inbox
+from bench import load
+from bench.drive import arrival_rate, clear_inbox, requests_file, send_all, wait_for_sink
 from bench.plan import Plan
-from bench.scale import drain, ingest_once, warm_up
-from bench.stack import Process, Stack
+from bench.scale import HELD_INBOX, drain, warm_up
+from bench.stack import CLIENT_SECRET, Process, Stack, cpu_seconds
+from workers import keys
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -33,47 +46,32 @@ class _Scale:
     stores: list[int]
     receiver: Process
     url: str
-
-
-def turns(counts: tuple[int, ...], rounds: int) -> list[int]:
-    """The order the scales take their turns in: `rounds` rounds, every other one reversed."""
-    order: list[int] = []
-    for round_ in range(rounds):
-        order.extend(counts if round_ % 2 == 0 else reversed(counts))
-    return order
+    workers: list[Process] = field(default_factory=list)
 
 
 def measure(plan: Plan, directory: Path, workers: int) -> dict[str, Any]:
-    """Ingest and delivery at every scale of `plan`, in turns. Returns the order of the turns and, per
-    scale, every turn's figures, their medians, and the Redis commands per event of its first drain."""
-    order = turns(plan.scales, plan.flat_rounds)
+    """Ingest and delivery at every scale of `plan`, all scales together, `plan.flat_rounds` rounds.
+    Returns per scale every round's figures, their medians, and the Redis commands per event of a
+    drain of `plan.deliveries` at that scale alone. Raises if a run is not valid (an error answer, an
+    event not queued or not delivered)."""
     directory.mkdir(exist_ok=True)
     with ExitStack() as exits:
-        scales = {count: _set_up(exits, plan, directory, count) for count in plan.scales}
-        ingest: dict[int, list[dict[str, Any]]] = {count: [] for count in plan.scales}
-        for n, count in enumerate(order):
-            scale = scales[count]
+        scales = [_set_up(exits, plan, directory, count) for count in plan.scales]
+        ingest = [_ingest_together(scales, plan, directory, n) for n in range(plan.flat_rounds)]
+        for scale in scales:
             clear_inbox(scale.stack)
-            run = f"flat{count}-{n}"
-            turn = ingest_once(scale.stack, plan, directory, scale.receiver, scale.url, run, scale.stores,
-                               plan.flat_seconds)  # fmt: skip
-            ingest[count].append(turn)
-        for scale in scales.values():
-            clear_inbox(scale.stack)
-        drains: dict[int, list[dict[str, Any]]] = {count: [] for count in plan.scales}
-        for n, count in enumerate(order):
-            scale, pool = scales[count], list[Process]()
-            try:
-                run = f"flatdlv{count}-{n}"
-                drains[count].append(
-                    drain(scale.stack, directory, scale.url, run, scale.stores, plan.flat_deliveries, workers, pool)
-                )
-            finally:
-                for process in pool:
-                    scale.stack.stop(process)
+        drains = [_drain_together(scales, plan, directory, n, workers) for n in range(plan.flat_rounds)]
+        # Redis commands per event from a drain of each scale alone: drained together, each drain takes
+        # three times as long, and the workers' polling and RQ's upkeep, which go by time, not by event,
+        # would count three times over.
+        alone = [_drain_alone(scale, plan, directory, workers) for scale in scales]
     return {
-        "order": order,
-        "scales": {str(count): _summary(ingest[count], drains[count], plan.flat_deliveries) for count in plan.scales},
+        str(scale.count): {
+            **_summary([run[i] for run in ingest], [run[i] for run in drains]),
+            "redis_commands_per_event": alone[i]["commands"] / alone[i]["delivered"],
+            "alone": alone[i],
+        }  # fmt: skip
+        for i, scale in enumerate(scales)
     }
 
 
@@ -85,25 +83,100 @@ def _set_up(exits: ExitStack, plan: Plan, directory: Path, count: int) -> _Scale
     return _Scale(count, stack, stores, receiver, url)
 
 
-def _summary(ingest: list[dict[str, Any]], drains: list[dict[str, Any]], events: int) -> dict[str, Any]:
+def _together(scales: list[_Scale], work: Callable[[_Scale], T]) -> list[T]:
+    """`work` for every scale, each in a thread of its own, started together."""
+    start = threading.Barrier(len(scales))
+
+    def one(scale: _Scale) -> T:
+        start.wait()
+        return work(scale)
+
+    with ThreadPoolExecutor(len(scales)) as pool:
+        return list(pool.map(one, scales))
+
+
+def _ingest_together(scales: list[_Scale], plan: Plan, directory: Path, n: int) -> list[dict[str, Any]]:
+    available = int(plan.max_ingest_rate * plan.flat_seconds)
+    files, forks = {}, {}
+    for scale in scales:
+        files[scale.count] = directory / f"flat{scale.count}-{n}.txt"
+        load.write_requests(files[scale.count], load.webhooks(f"flat{scale.count}-{n}", available, scale.stores,
+                                                              CLIENT_SECRET))  # fmt: skip
+        clear_inbox(scale.stack)
+        forks[scale.count] = scale.stack.compact_aof()
+
+    def run(scale: _Scale) -> dict[str, Any]:
+        cpu = cpu_seconds(scale.receiver.pid)
+        result = load.throughput(f"{scale.url}/events/ecwid", files[scale.count], connections=plan.connections,
+                                 seconds=plan.flat_seconds)  # fmt: skip
+        return {**asdict(result), "cpu_us": (cpu_seconds(scale.receiver.pid) - cpu) / result.requests * 1e6}
+
+    runs = _together(scales, run)
+    for scale, result in zip(scales, runs, strict=True):
+        queued = scale.stack.inbox_length()
+        # Every answered request must be a durably queued, distinct event (the last few may still be in flight).
+        if result["requests"] > available or queued < result["requests"] - plan.connections or result["errors"]:
+            raise RuntimeError(f"flatness ingest at {scale.count}: {result}, {queued} queued of {available} distinct")
+        result["aof_rewrites"] = scale.stack.forks() - forks[scale.count]
+    return runs
+
+
+def _drain_together(
+    scales: list[_Scale], plan: Plan, directory: Path, n: int, workers: int
+) -> list[dict[str, Any]]:  # fmt: skip
+    events = plan.flat_deliveries
+    try:
+        for scale in scales:
+            scale.stack.sink_reset()
+            requests = requests_file(directory, f"flatdlv{scale.count}-{n}", events, scale.stores)
+            send_all(f"{scale.url}/events/ecwid", requests)
+            # Held back until every stack's workers are up, then let in at once (bench/scale.py's drain).
+            scale.stack.redis.rename(keys.INBOX, HELD_INBOX)
+            scale.workers = scale.stack.workers(workers)
+
+        def run(scale: _Scale) -> dict[str, Any]:
+            cpu = sum(cpu_seconds(process.pid) for process in scale.workers)
+            scale.stack.redis.rename(HELD_INBOX, keys.INBOX)
+            wait_for_sink(scale.stack, events, timeout=60 + events / 20)
+            cpu = sum(cpu_seconds(process.pid) for process in scale.workers) - cpu
+            delivered = scale.stack.sink_count()
+            return {"delivered": delivered, "rate": arrival_rate(scale.stack), "cpu_us": cpu / delivered * 1e6}
+
+        return _together(scales, run)
+    finally:
+        for scale in scales:
+            for process in scale.workers:
+                scale.stack.stop(process)
+            scale.workers = []
+
+
+def _drain_alone(scale: _Scale, plan: Plan, directory: Path, workers: int) -> dict[str, Any]:
+    pool: list[Process] = []
+    try:
+        return drain(scale.stack, directory, scale.url, f"alone{scale.count}", scale.stores, plan.deliveries, workers,
+                     pool)  # fmt: skip
+    finally:
+        for process in pool:
+            scale.stack.stop(process)
+
+
+def _summary(ingest: list[dict[str, Any]], drains: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "ingest_rps": statistics.median(run["rps"] for run in ingest),
-        "ingest_cpu_us": statistics.median(run["server_cpu_us_per_request"] for run in ingest),
+        "ingest_cpu_us": statistics.median(run["cpu_us"] for run in ingest),
         "deliveries_per_s": statistics.median(run["rate"] for run in drains),
         "delivery_cpu_us": statistics.median(run["cpu_us"] for run in drains),
-        "redis_commands_per_event": drains[0]["commands"] / events,
-        "busiest_commands": drains[0]["busiest"],
-        "ingest_turns": [
+        "ingest_rounds": [
             {
                 "rps": run["rps"],
-                "cpu_us": run["server_cpu_us_per_request"],
+                "cpu_us": run["cpu_us"],
                 "p99_ms": run["p99_ms"],
                 "aof_rewrites": run["aof_rewrites"],
                 "errors": run["errors"],
             }
             for run in ingest
         ],  # fmt: skip
-        "drain_turns": [
+        "drain_rounds": [
             {"rate": run["rate"], "cpu_us": run["cpu_us"], "delivered": run["delivered"]} for run in drains
         ],
     }

@@ -10,16 +10,16 @@ class Plan:
     ingest_seconds: float  # each closed-loop and paced ingest run at 1 instance
     warmup_seconds: float
     connections: int
-    scales: tuple[int, ...]  # instance counts, for the flatness turns (bench/flatness.py)
+    scales: tuple[int, ...]  # instance counts, for the flatness rounds (bench/flatness.py)
     deliveries: int  # each backlog drain at 1 instance, and the delivery run while ingesting
     e2e_seconds: float
     ceiling_seconds: float
     memory_events: int
     max_ingest_rate: int  # sizes the file of unique signed webhooks
     probe_seconds: float  # each open-loop probe for the sustainable delivery rate
-    flat_rounds: int  # rounds of flatness turns, every scale once a round
-    flat_seconds: float  # each ingest turn
-    flat_deliveries: int  # each drain turn
+    flat_rounds: int  # flatness rounds, every scale loaded at once in each
+    flat_seconds: float  # each round's ingest
+    flat_deliveries: int  # each round's backlog drain, per scale
 
     @property
     def paced_connections(self) -> int:
@@ -33,7 +33,7 @@ class Plan:
         return cls(
             ingest_seconds=8, warmup_seconds=2, connections=32, scales=(1, 100, 10_000), deliveries=10_000,
             e2e_seconds=10, ceiling_seconds=8, memory_events=2000, max_ingest_rate=25_000, probe_seconds=5,
-            flat_rounds=4, flat_seconds=2, flat_deliveries=5_000,
+            flat_rounds=3, flat_seconds=4, flat_deliveries=4_000,
         )  # fmt: skip
 
     @classmethod

@@ -10,7 +10,7 @@ Phases (docs/performance.md explains each):
    ingested before they start, with Redis commands counted around it; then while as many events
    are ingested), then end-to-end latency at half the highest rate kept up with;
 3. flatness: 1, 100 and 10,000 instances (one store each, events spread over all of them), each on
-   a stack of its own, taking turns in alternating order: short ingest runs, then backlog drains
+   a stack of its own, loaded at the same time: closed-loop ingest, then backlog drains
    (bench/flatness.py);
 4. the ceilings again (each keeps the higher of its two measurements);
 5. Redis memory per queued event, 1 KB payload: in the inbox, and as delivery jobs.
@@ -79,7 +79,7 @@ def run(plan: Plan, workers: int, *, quick: bool = False) -> dict[str, Any]:
         results["delivery"] = {"relay": {"1": delivery}}
         results["e2e"] = e2e
         results["memory"] = {"receiver_peak_rss_mib": rss[0], "worker_peak_rss_mib": rss[1]}
-        say(f"flatness: {' / '.join(map(str, plan.scales))} instances in turns, {plan.flat_rounds} rounds")
+        say(f"flatness: {' / '.join(map(str, plan.scales))} instances, all at once, {plan.flat_rounds} rounds")
         results["flatness"] = flatness.measure(plan, directory / "flatness", workers)
         say("ceilings again")
         bare.append(ingest_ceiling(stack, plan, directory))

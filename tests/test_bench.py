@@ -31,7 +31,7 @@ def test_quick_benchmark_measures_every_figure(tmp_path: Path) -> None:
     assert "| deliveries/s per process while ingesting as many (2 workers) |" in run.stdout
 
     bare, relay = results["ingest"]["bare"], results["ingest"]["relay"]
-    assert set(relay) == {"1"}  # the other scales are measured in turns (below)
+    assert set(relay) == {"1"}  # every scale is measured for flatness (below)
     for run_ in [bare, *relay.values()]:
         assert run_["requests"] > 0 and run_["rps"] > 0 and run_["errors"] == 0
         assert 0 < run_["p50_ms"] <= run_["p99_ms"] <= run_["max_ms"]
@@ -40,26 +40,27 @@ def test_quick_benchmark_measures_every_figure(tmp_path: Path) -> None:
         assert scale["aof_rewrites"] >= 0  # counted: a rewrite during a run is reported beside its figures
         assert len(scale["runs"]) == 2 and round(scale["rps"]) == max(scale["runs"])  # the best of two runs
 
-    # Flatness: each scale on a stack of its own, taking turns in alternating order; its figures are
-    # the medians over its turns.
+    # Flatness: each scale on a stack of its own, all loaded at once in each round; its figures are the
+    # medians over the rounds, its Redis commands per event those of a drain alone.
     flatness, plan = results["flatness"], results["plan"]
-    assert flatness["order"] == [1, 100, 100, 1]
-    assert set(flatness["scales"]) == {"1", "100"}
-    for scale in flatness["scales"].values():
-        ingest_turns, drain_turns = scale["ingest_turns"], scale["drain_turns"]
-        assert len(ingest_turns) == len(drain_turns) == plan["flat_rounds"] == 2
-        for turn in ingest_turns:
-            assert turn["rps"] > 0 and turn["cpu_us"] > 0 and turn["errors"] == 0 and turn["aof_rewrites"] >= 0
-        assert all(turn["delivered"] == plan["flat_deliveries"] and 50 < turn["cpu_us"] < 1_000_000
-                   for turn in drain_turns)  # fmt: skip
-        assert scale["ingest_cpu_us"] == sum(turn["cpu_us"] for turn in ingest_turns) / 2  # the median of two
-        assert scale["ingest_rps"] == sum(turn["rps"] for turn in ingest_turns) / 2
-        assert scale["delivery_cpu_us"] == sum(turn["cpu_us"] for turn in drain_turns) / 2
-        assert scale["deliveries_per_s"] == sum(turn["rate"] for turn in drain_turns) / 2
-        assert scale["redis_commands_per_event"] >= 3  # at least the dedup marker, the queue and the log
-    assert "| ingest CPU µs per request at 1 / 100 instances, median of 2 turns |" in run.stdout
-    assert "| worker CPU µs per delivered event at 1 / 100 instances, median of 2 drains |" in run.stdout
-    assert "flatness: 1 / 100 instances in turns, 2 rounds" in run.stderr
+    assert set(flatness) == {"1", "100"} and plan["flat_rounds"] == 2
+    for scale in flatness.values():
+        ingest_rounds, drain_rounds = scale["ingest_rounds"], scale["drain_rounds"]
+        assert len(ingest_rounds) == len(drain_rounds) == 2
+        for run_ in ingest_rounds:
+            assert run_["rps"] > 0 and run_["cpu_us"] > 0 and run_["errors"] == 0 and run_["aof_rewrites"] >= 0
+        assert all(run_["delivered"] == plan["flat_deliveries"] and 50 < run_["cpu_us"] < 1_000_000
+                   for run_ in drain_rounds)  # fmt: skip
+        assert scale["ingest_cpu_us"] == sum(run_["cpu_us"] for run_ in ingest_rounds) / 2  # the median of two
+        assert scale["ingest_rps"] == sum(run_["rps"] for run_ in ingest_rounds) / 2
+        assert scale["delivery_cpu_us"] == sum(run_["cpu_us"] for run_ in drain_rounds) / 2
+        assert scale["deliveries_per_s"] == sum(run_["rate"] for run_ in drain_rounds) / 2
+        alone = scale["alone"]
+        assert alone["delivered"] == plan["deliveries"]
+        assert scale["redis_commands_per_event"] == alone["commands"] / plan["deliveries"] >= 3
+    assert "| ingest CPU µs per request at 1 / 100 instances, median of 2 rounds, all at once |" in run.stdout
+    assert "| worker CPU µs per delivered event at 1 / 100 instances, median of 2 rounds, all at once |" in run.stdout
+    assert "flatness: 1 / 100 instances, all at once, 2 rounds" in run.stderr
 
     # Latency offered half the bare endpoint's rate, paced (wrk only): the same rate for both.
     bare_paced, relay_paced = results["ingest"]["bare_paced"], relay["1"].get("paced")
