@@ -65,3 +65,13 @@ def wait_for_sink(stack: Stack, count: int, timeout: float) -> None:
         if time.monotonic() > end:
             raise RuntimeError(f"the sink got {stack.sink_count()} of {count} notifications in {timeout:.0f}s")
         time.sleep(0.05)
+
+
+def delivered(stack: Stack, count: int) -> int:
+    """What the sink holds once `count` events have been delivered (`wait_for_sink`): exactly `count`.
+    Raises if it holds more: notifications left over from an earlier run, which would have been timed
+    and costed with this one, or sent twice."""
+    arrived = stack.sink_count()
+    if arrived != count:
+        raise RuntimeError(f"the sink holds {arrived} notifications for {count} events")
+    return arrived

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bench import load
-from bench.drive import arrival_rate, clear_inbox, requests_file, send_all, wait_for_sink
+from bench.drive import arrival_rate, clear_inbox, delivered, requests_file, send_all, wait_for_sink
 from bench.plan import Plan
 from bench.scale import HELD_INBOX, drain, warm_up
 from bench.stack import CLIENT_SECRET, Process, Stack, cpu_seconds
@@ -57,14 +57,14 @@ def measure(plan: Plan, directory: Path, workers: int) -> dict[str, Any]:
     directory.mkdir(exist_ok=True)
     with ExitStack() as exits:
         scales = [_set_up(exits, plan, directory, count) for count in plan.scales]
+        # Redis commands per event from a drain of each scale alone, on its fresh stack as the 1-instance
+        # figure is: drained together, each drain takes three times as long, and the workers' polling and
+        # RQ's upkeep, which go by time, not by event, would count three times over.
+        alone = [_drain_alone(scale, plan, directory, workers) for scale in scales]
         ingest = [_ingest_together(scales, plan, directory, n) for n in range(plan.flat_rounds)]
         for scale in scales:
             clear_inbox(scale.stack)
         drains = [_drain_together(scales, plan, directory, n, workers) for n in range(plan.flat_rounds)]
-        # Redis commands per event from a drain of each scale alone: drained together, each drain takes
-        # three times as long, and the workers' polling and RQ's upkeep, which go by time, not by event,
-        # would count three times over.
-        alone = [_drain_alone(scale, plan, directory, workers) for scale in scales]
     return {
         str(scale.count): {
             **_summary([run[i] for run in ingest], [run[i] for run in drains]),
@@ -80,6 +80,7 @@ def _set_up(exits: ExitStack, plan: Plan, directory: Path, count: int) -> _Scale
     stores = sorted(stack.create_instances(count))
     receiver, url = stack.receiver()
     warm_up(plan, directory, url, f"flat{count}", stores)
+    clear_inbox(stack)  # the warm-up's events: a drain would deliver them with its own
     return _Scale(count, stack, stores, receiver, url)
 
 
@@ -139,8 +140,8 @@ def _drain_together(
             scale.stack.redis.rename(HELD_INBOX, keys.INBOX)
             wait_for_sink(scale.stack, events, timeout=60 + events / 20)
             cpu = sum(cpu_seconds(process.pid) for process in scale.workers) - cpu
-            delivered = scale.stack.sink_count()
-            return {"delivered": delivered, "rate": arrival_rate(scale.stack), "cpu_us": cpu / delivered * 1e6}
+            arrived = delivered(scale.stack, events)
+            return {"delivered": arrived, "rate": arrival_rate(scale.stack), "cpu_us": cpu / arrived * 1e6}
 
         return _together(scales, run)
     finally:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import load
-from bench.drive import arrival_rate, clear_inbox, requests_file, send_all, wait_for_sink
+from bench.drive import arrival_rate, clear_inbox, delivered, requests_file, send_all, wait_for_sink
 from bench.latency import e2e_run
 from bench.plan import Plan
 from bench.stack import CLIENT_SECRET, Process, Stack, cpu_seconds, peak_rss_kib
@@ -187,7 +187,7 @@ def drain(
     wait_for_sink(stack, count, timeout=60 + count / 50)
     cpu = sum(cpu_seconds(process.pid) for process in started) - cpu
     after = stack.command_calls()
-    drained = stack.sink_count()
+    drained = delivered(stack, count)
     delta = {name: after.get(name, 0) - before.get(name, 0) for name in after}
     busiest = dict(sorted(((n, c) for n, c in delta.items() if c > 0), key=lambda kv: -kv[1])[:12])
     return {"delivered": drained, "rate": arrival_rate(stack), "cpu_us": cpu / drained * 1e6,
