@@ -39,6 +39,10 @@ def test_quick_benchmark_measures_every_figure(tmp_path: Path) -> None:
         assert scale["queued"] >= scale["requests"] - results["plan"]["connections"]
         assert scale["aof_rewrites"] >= 0  # counted: a rewrite during a run is reported beside its figures
         assert len(scale["runs"]) == 2 and round(scale["rps"]) == max(scale["runs"])  # the best of two runs
+        assert len(scale["aof_rewrite_runs"]) == 2 and scale["aof_rewrites"] in scale["aof_rewrite_runs"]
+    first, second = relay["1"]["aof_rewrite_runs"]
+    rewrites = f"{first} / {second} / {results['e2e']['aof_rewrites']}"
+    assert f"| AOF rewrites during the ingest runs (1 instance) / the end-to-end run | {rewrites} |" in run.stdout
 
     # Flatness: each scale on a stack of its own, all loaded at once in each round; its figures are the
     # medians over the rounds, its Redis commands per event those of a drain alone.
