@@ -39,28 +39,29 @@ return ids
 # claim_webhook_changes in one round trip: is_reported() and next_marker() of workers/changes.py
 # for webhook sources (tests/workers/test_poll_store.py holds the two to the same cases). KEYS: the
 # marker of each change. ARGV: slack, then kind, updated, source and marker TTL of each change.
-# Returns 1 per change to deliver, 0 per change polling already reported. A change nobody reported
-# yet (the common case) costs one SET.
+# Returns 1 per change to deliver, 0 per change polling already reported. The common cases cost one
+# SET: a change of an entity with no marker, and a newer change of one a webhook reported before (an
+# order updated again). The SET writes this change's marker and returns the one it replaced; in the
+# rare cases where that one must stay (polling reported this change, or it is newer than this change)
+# a second SET puts it back, with this claim's TTL.
 _CLAIM_WEBHOOK = """
 local claimed = {}
 for i, key in ipairs(KEYS) do
   local kind_in, updated, source, ttl = ARGV[4 * i - 2], tonumber(ARGV[4 * i - 1]), ARGV[4 * i], ARGV[4 * i + 1]
   local mine = ARGV[4 * i - 1] .. ' ' .. kind_in .. ' ' .. source
   claimed[i] = 1
-  if not redis.call('SET', key, mine, 'NX', 'EX', ttl) then
-    local marker = redis.call('GET', key)
-    local write = true
-    if marker then
-      local when, kind, who = string.match(marker, '^(%-?%d+) (%S+) (.+)$')
-      when = tonumber(when)
-      if who == 'poll' and ((kind_in == 'DELETED' and kind == 'DELETED')
-                            or (kind_in ~= 'DELETED' and updated <= when + tonumber(ARGV[1]))) then
-        claimed[i], write = 0, false
-      elseif updated < when and kind_in ~= 'DELETED' then
-        write = false
-      end
+  local marker = redis.call('SET', key, mine, 'EX', ttl, 'GET')
+  if marker then
+    local when, kind, who = string.match(marker, '^(%-?%d+) (%S+) (.+)$')
+    when = tonumber(when)
+    local keep = false
+    if who == 'poll' and ((kind_in == 'DELETED' and kind == 'DELETED')
+                          or (kind_in ~= 'DELETED' and updated <= when + tonumber(ARGV[1]))) then
+      claimed[i], keep = 0, true
+    elseif updated < when and kind_in ~= 'DELETED' then
+      keep = true
     end
-    if write then redis.call('SET', key, mine, 'EX', ttl) end
+    if keep then redis.call('SET', key, marker, 'KEEPTTL') end
   end
 end
 return claimed

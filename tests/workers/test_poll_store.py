@@ -8,6 +8,7 @@ import pytest
 import redis
 
 from tests.workers.test_changes import MARKER_CASES, T
+from tests.workers.test_delivery_log import _script_commands
 from workers import keys
 from workers.changes import POLL, Change, next_marker
 from workers.instances import Instance, now_iso
@@ -86,6 +87,26 @@ def test_reconcile_schedules_instances_stored_before_polling_existed(redis_clien
     assert [int(i) for i in redis_client.zrange(keys.POLL_DUE, 0, -1)] == [1]
     assert redis_client.hget(keys.poll_state(1), "since") is not None
     assert PollStore(redis_client).reconcile() == 0
+
+
+def test_a_change_costs_one_command_whether_its_entity_is_new_or_a_webhook_reported_it_before(
+    redis_client: redis.Redis,
+) -> None:
+    store, key = PollStore(redis_client), keys.change(1, "orders", "A1")
+    first, again, older = (Change("orders", "A1", "UPDATED", T + delta, None) for delta in (0, 60, -60))
+    redis_client.config_resetstat()
+    assert store.claim_webhook_changes([(1, first, "wh-1", 3600)]) == [True]
+    assert _script_commands(redis_client) == {"set": 1}
+    redis_client.config_resetstat()
+    assert store.claim_webhook_changes([(1, again, "wh-2", 3600)]) == [True]  # the order updated again
+    assert _script_commands(redis_client) == {"set": 1}  # was SET NX, GET and SET
+    assert redis_client.get(key) == f"{T + 60} UPDATED wh-2".encode()
+    # The rare case: a change older than the marker is delivered but leaves the newer marker in place.
+    redis_client.config_resetstat()
+    assert store.claim_webhook_changes([(1, older, "wh-3", 3600)]) == [True]
+    assert _script_commands(redis_client) == {"set": 2}
+    assert redis_client.get(key) == f"{T + 60} UPDATED wh-2".encode()
+    assert 3590 < redis_client.ttl(key) <= 3600
 
 
 def test_a_batch_claims_its_changes_in_one_call_in_order(redis_client: redis.Redis) -> None:
