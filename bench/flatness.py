@@ -30,11 +30,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bench import load
-from bench.drive import arrival_rate, clear_inbox, delivered, requests_file, send_all, wait_for_sink
+from bench.drive import clear_inbox
 from bench.plan import Plan
-from bench.scale import HELD_INBOX, drain, warm_up
-from bench.stack import CLIENT_SECRET, Process, Stack, cpu_seconds
-from workers import keys
+from bench.scale import checked_ingest, drain, hold_backlog, let_in, prepare_ingest, warm_up
+from bench.stack import Process, Stack, cpu_seconds
 
 T = TypeVar("T")
 
@@ -97,29 +96,23 @@ def _together(scales: list[_Scale], work: Callable[[_Scale], T]) -> list[T]:
 
 
 def _ingest_together(scales: list[_Scale], plan: Plan, directory: Path, n: int) -> list[dict[str, Any]]:
-    available = int(plan.max_ingest_rate * plan.flat_seconds)
-    files, forks = {}, {}
+    prepared = {}
     for scale in scales:
-        files[scale.count] = directory / f"flat{scale.count}-{n}.txt"
-        load.write_requests(files[scale.count], load.webhooks(f"flat{scale.count}-{n}", available, scale.stores,
-                                                              CLIENT_SECRET))  # fmt: skip
         clear_inbox(scale.stack)
-        forks[scale.count] = scale.stack.compact_aof()
+        name = f"flat{scale.count}-{n}"
+        prepared[scale.count] = prepare_ingest(scale.stack, plan, directory, name, scale.stores, plan.flat_seconds)
 
-    def run(scale: _Scale) -> dict[str, Any]:
+    def load_one(scale: _Scale) -> tuple[load.Throughput, float]:
         cpu = cpu_seconds(scale.receiver.pid)
-        result = load.throughput(f"{scale.url}/events/ecwid", files[scale.count], connections=plan.connections,
+        result = load.throughput(f"{scale.url}/events/ecwid", prepared[scale.count][0], connections=plan.connections,
                                  seconds=plan.flat_seconds)  # fmt: skip
-        return {**asdict(result), "cpu_us": (cpu_seconds(scale.receiver.pid) - cpu) / result.requests * 1e6}
+        return result, (cpu_seconds(scale.receiver.pid) - cpu) / result.requests * 1e6
 
-    runs = _together(scales, run)
-    for scale, result in zip(scales, runs, strict=True):
-        queued = scale.stack.inbox_length()
-        # Every answered request must be a durably queued, distinct event (the last few may still be in flight).
-        if result["requests"] > available or queued < result["requests"] - plan.connections or result["errors"]:
-            raise RuntimeError(f"flatness ingest at {scale.count}: {result}, {queued} queued of {available} distinct")
-        result["aof_rewrites"] = scale.stack.forks() - forks[scale.count]
-    return runs
+    return [
+        {**asdict(result), "cpu_us": cpu_us, "queued": checked_ingest(scale.stack, plan, result, plan.flat_seconds),
+         "aof_rewrites": scale.stack.forks() - prepared[scale.count][1]}
+        for scale, (result, cpu_us) in zip(scales, _together(scales, load_one), strict=True)
+    ]  # fmt: skip
 
 
 def _drain_together(
@@ -128,22 +121,9 @@ def _drain_together(
     events = plan.flat_deliveries
     try:
         for scale in scales:
-            scale.stack.sink_reset()
-            requests = requests_file(directory, f"flatdlv{scale.count}-{n}", events, scale.stores)
-            send_all(f"{scale.url}/events/ecwid", requests)
-            # Held back until every stack's workers are up, then let in at once (bench/scale.py's drain).
-            scale.stack.redis.rename(keys.INBOX, HELD_INBOX)
-            scale.workers = scale.stack.workers(workers)
-
-        def run(scale: _Scale) -> dict[str, Any]:
-            cpu = sum(cpu_seconds(process.pid) for process in scale.workers)
-            scale.stack.redis.rename(HELD_INBOX, keys.INBOX)
-            wait_for_sink(scale.stack, events, timeout=60 + events / 20)
-            cpu = sum(cpu_seconds(process.pid) for process in scale.workers) - cpu
-            arrived = delivered(scale.stack, events)
-            return {"delivered": arrived, "rate": arrival_rate(scale.stack), "cpu_us": cpu / arrived * 1e6}
-
-        return _together(scales, run)
+            name = f"flatdlv{scale.count}-{n}"
+            scale.workers = hold_backlog(scale.stack, directory, scale.url, name, scale.stores, events, workers)
+        return _together(scales, lambda scale: let_in(scale.stack, scale.workers, events))
     finally:
         for scale in scales:
             for process in scale.workers:

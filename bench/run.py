@@ -74,7 +74,7 @@ def run(plan: Plan, workers: int, *, quick: bool = False) -> dict[str, Any]:
         paced_rate = bare[0].get("paced", {}).get("rate")
         loops = [delivery_ceiling(stack, plan, directory, workers)]
         say("1 instance: ingest, delivery, end-to-end")
-        ingest, delivery, e2e, rss = at_scale(stack, plan, directory, 1, workers, with_e2e=True, paced_rate=paced_rate)
+        ingest, delivery, e2e, rss = at_scale(stack, plan, directory, 1, workers, paced_rate=paced_rate)
         results["ingest"] = {"relay": {"1": ingest}}
         results["delivery"] = {"relay": {"1": delivery}}
         results["e2e"] = e2e

@@ -23,9 +23,8 @@ def at_scale(
     scale: int,
     workers: int,
     *,
-    with_e2e: bool,
     paced_rate: float | None = None,
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None, tuple[float, float]]:
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], tuple[float, float]]:
     stack.reset()
     started = time.monotonic()
     instances = stack.create_instances(scale)
@@ -41,11 +40,7 @@ def at_scale(
         pool: list[Process] = []
         try:
             delivery = delivery_run(stack, plan, directory, url, f"dlv{scale}", stores, workers, pool)
-            e2e = (
-                e2e_run(stack, plan, directory, url, delivery["deliveries_per_s_while_ingesting"], stores, instances)
-                if with_e2e
-                else None
-            )
+            e2e = e2e_run(stack, plan, directory, url, delivery["deliveries_per_s_while_ingesting"], stores, instances)
             rss = (peak_rss_kib(receiver.pid) / 1024, peak_rss_kib(pool[0].pid) / 1024)
         finally:
             for process in pool:
@@ -97,22 +92,33 @@ def ingest_once(
 ) -> dict[str, Any]:  # fmt: skip
     """One closed-loop ingest run of `seconds` from a compact AOF: its rate, latency, receiver and Redis
     CPU per request and AOF rewrites. Raises unless every answered request was a queued, new event."""
-    available = int(plan.max_ingest_rate * seconds)
-    requests = directory / f"{run}.txt"
-    load.write_requests(requests, load.webhooks(run, available, stores, CLIENT_SECRET))
-    forks = stack.compact_aof()
+    requests, forks = prepare_ingest(stack, plan, directory, run, stores, seconds)
     cpu = cpu_seconds(receiver.pid), cpu_seconds(stack.redis_pid)
     result = load.throughput(f"{url}/events/ecwid", requests, connections=plan.connections, seconds=seconds)
     cpu = cpu_seconds(receiver.pid) - cpu[0], cpu_seconds(stack.redis_pid) - cpu[1]
-    forks = stack.forks() - forks
-    queued = stack.inbox_length()
-    # Every answered request must be a durably queued, distinct event (the last few may still be in flight).
+    return {
+        **asdict(result), "queued": checked_ingest(stack, plan, result, seconds),
+        "server_cpu_us_per_request": cpu[0] / result.requests * 1e6,
+        "redis_cpu_us_per_request": cpu[1] / result.requests * 1e6, "aof_rewrites": stack.forks() - forks,
+    }  # fmt: skip
+
+
+def prepare_ingest(
+    stack: Stack, plan: Plan, directory: Path, run: str, stores: list[int], seconds: float
+) -> tuple[Path, int]:
+    """A file of more new signed webhooks than a closed-loop run of `seconds` can send, and the AOF
+    compacted: returns the file and the fork count the run's AOF rewrites count from."""
+    requests = requests_file(directory, run, int(plan.max_ingest_rate * seconds), stores)
+    return requests, stack.compact_aof()
+
+
+def checked_ingest(stack: Stack, plan: Plan, result: load.Throughput, seconds: float) -> int:
+    """The inbox's length after a closed-loop run of `seconds` (`prepare_ingest`'s file). Raises unless
+    every answered request was a durably queued, distinct event (the last few may still be in flight)."""
+    available, queued = int(plan.max_ingest_rate * seconds), stack.inbox_length()
     if result.requests > available or queued < result.requests - plan.connections or result.errors:
         raise RuntimeError(f"ingest run is not valid: {result}, {queued} queued of {available} distinct")
-    return {
-        **asdict(result), "queued": queued, "server_cpu_us_per_request": cpu[0] / result.requests * 1e6,
-        "redis_cpu_us_per_request": cpu[1] / result.requests * 1e6, "aof_rewrites": forks,
-    }  # fmt: skip
+    return queued
 
 
 def paced_ingest(
@@ -174,24 +180,37 @@ def drain(
 ) -> dict[str, Any]:  # fmt: skip
     """One backlog drain of `count` events by `workers` fresh processes (left running, in `pool`): the
     rate at the sink, the workers' CPU per event and the Redis commands from ingest to the last delivery."""
-    stack.sink_reset()
     before = stack.command_calls()
+    pool.extend(hold_backlog(stack, directory, url, run, stores, count, workers))
+    result = let_in(stack, pool, count)
+    after = stack.command_calls()
+    delta = {name: after.get(name, 0) - before.get(name, 0) for name in after}
+    busiest = dict(sorted(((n, c) for n, c in delta.items() if c > 0), key=lambda kv: -kv[1])[:12])
+    return {**result, "commands": sum(delta.values()), "busiest": busiest}
+
+
+def hold_backlog(
+    stack: Stack, directory: Path, url: str, run: str, stores: list[int], count: int, workers: int
+) -> list[Process]:  # fmt: skip
+    """Ingest a backlog of `count` new events and start `workers` fresh processes, the backlog held
+    back from them until `let_in`. Returns the processes."""
+    stack.sink_reset()
     send_all(f"{url}/events/ecwid", requests_file(directory, run, count, stores))  # waits in the inbox
     # Held back until the workers are up and their CPU time is read: a small backlog was otherwise
     # delivered before the reading, and a worker's CPU per event came out as nothing.
     stack.redis.rename(keys.INBOX, HELD_INBOX)
-    started = stack.workers(workers)
-    pool.extend(started)
-    cpu = sum(cpu_seconds(process.pid) for process in started)
+    return stack.workers(workers)
+
+
+def let_in(stack: Stack, workers: list[Process], count: int) -> dict[str, Any]:
+    """Let the held backlog of `count` events in and wait until all are delivered: the rate at the sink
+    and the workers' CPU per event. Raises unless the sink holds exactly `count` notifications."""
+    cpu = sum(cpu_seconds(process.pid) for process in workers)
     stack.redis.rename(HELD_INBOX, keys.INBOX)
-    wait_for_sink(stack, count, timeout=60 + count / 50)
-    cpu = sum(cpu_seconds(process.pid) for process in started) - cpu
-    after = stack.command_calls()
+    wait_for_sink(stack, count, timeout=60 + count / 20)  # generous: other drains may share the cores
+    cpu = sum(cpu_seconds(process.pid) for process in workers) - cpu
     drained = delivered(stack, count)
-    delta = {name: after.get(name, 0) - before.get(name, 0) for name in after}
-    busiest = dict(sorted(((n, c) for n, c in delta.items() if c > 0), key=lambda kv: -kv[1])[:12])
-    return {"delivered": drained, "rate": arrival_rate(stack), "cpu_us": cpu / drained * 1e6,
-            "commands": sum(delta.values()), "busiest": busiest}  # fmt: skip
+    return {"delivered": drained, "rate": arrival_rate(stack), "cpu_us": cpu / drained * 1e6}
 
 
 HELD_INBOX = keys.INBOX + ":bench-held"
