@@ -44,18 +44,31 @@ class Webhook:
     store_id: int
 
 
-def webhooks(run: str, count: int, stores: list[int], secret: str, payload: int = 0) -> list[Webhook]:
-    """`count` distinct order.updated webhooks, spread round-robin over `stores`.
+REPEATS = 4  # changes per order, as an order is created, paid, shipped and delivered
 
+
+def webhooks(
+    run: str, count: int, stores: list[int], secret: str, payload: int = 0, repeats: int = REPEATS
+) -> list[Webhook]:
+    """`count` order.updated webhooks with distinct eventIds, spread round-robin over `stores`.
+
+    A store's events are about ceil(its events / `repeats`) orders, each changed `repeats` times (a
+    store with fewer events than that: one order), and its k-th event is about its order k mod that
+    count, so that the changes of one order lie apart as in real traffic. An order changed before
+    costs the relay other Redis work than a new one (its change marker is replaced, not created),
+    and the figures must include that.
     `payload` > 0 pads `data` so that the whole body is about that many bytes.
     """
     created = int(time.time())
+    per_store = -(-count // len(stores))  # (ceiling division)
+    orders = -(-per_store // repeats)
     found = []
     for n in range(count):
         event_id = f"{run}-{n}"
         store = stores[n % len(stores)]
-        data = {"orderId": f"B{n}", "newPaymentStatus": "PAID", "oldPaymentStatus": "AWAITING_PAYMENT"}
-        document = {"eventId": event_id, "eventCreated": created, "storeId": store, "entityId": n,
+        order = (n // len(stores)) % orders
+        data = {"orderId": f"B{order}", "newPaymentStatus": "PAID", "oldPaymentStatus": "AWAITING_PAYMENT"}
+        document = {"eventId": event_id, "eventCreated": created, "storeId": store, "entityId": order,
                     "eventType": "order.updated", "data": data}  # fmt: skip
         body = orjson.dumps(document)
         if payload > len(body):

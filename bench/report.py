@@ -127,7 +127,7 @@ def table(results: dict[str, Any]) -> str:
         f"ecwid-relay benchmark{' (quick: rough figures)' if results['quick'] else ''}, {machine['date']}",
         f"machine: {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}",
         f"redis {machine['redis']}; uvicorn {machine['uvicorn']}; load: {machine['generator']}, "
-        f"{results['plan']['connections']} connections",
+        f"{results['plan']['connections']} connections; each order changes {results['plan']['order_changes']} times",
         "",
         "| figure | relay | ceiling | ratio |",
         "|---|---:|---:|---:|",

@@ -63,7 +63,11 @@ def main() -> None:
 def run(plan: Plan, workers: int, *, quick: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp, Stack(Path(tmp)) as stack:
         directory = Path(tmp)
-        results: dict[str, Any] = {"quick": quick, "machine": machine(stack), "plan": asdict(plan)}
+        results: dict[str, Any] = {
+            "quick": quick,
+            "machine": machine(stack),
+            "plan": {**asdict(plan), "order_changes": load.REPEATS},
+        }
         # Each ceiling is measured before and after the relay's runs and the higher one is kept: on a
         # shared machine that errs against the relay, never for it.
         say("ceilings: bare Starlette endpoint, plain httpx loops")

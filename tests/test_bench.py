@@ -27,6 +27,7 @@ def test_quick_benchmark_measures_every_figure(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads(out.read_text())
     assert "appendfsync always" in results["machine"]["redis"]
+    assert results["plan"]["order_changes"] == 4 and "; each order changes 4 times" in run.stdout
     assert "| ingest req/s (1 instance) |" in run.stdout
     assert "| deliveries/s per process while ingesting as many (2 workers) |" in run.stdout
 
