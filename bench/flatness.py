@@ -13,7 +13,9 @@ turns, the scales differed by that noise more than by their own cost; measured t
 of load falls on all of them at once. The price: the processes share the cores, so the absolute
 figures are higher than a scale measured alone (the 1-instance runs of bench/scale.py are those).
 
-Each scale's figure is the median over the rounds. Redis commands per event come from one more drain
+The table's figure for each scale is its median over the rounds; the flatness targets compare the
+scales within each round and take the median of those ratios (bench/report.py). Redis commands per
+event come from one more drain
 of each scale, alone: they are counted, not timed, and polling that goes by time would count more in
 a drain slowed down by sharing.
 """
