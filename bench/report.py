@@ -71,7 +71,7 @@ def paired_flatness(scales: list[dict[str, Any]], rounds: str, figure: str) -> f
     neighbours' load; the rounds themselves differ by up to 50%. Comparing each scale's own median
     instead mixes the rounds: one spell that fell on one scale alone in one round could decide it.
     """
-    ratios = []
+    ratios: list[float] = []
     for n in range(len(scales[0][rounds])):
         values = [scale[rounds][n][figure] for scale in scales]
         ratios.append(min(values) / max(values))
