@@ -11,7 +11,8 @@ from __future__ import annotations
 import redis
 import structlog
 
-from workers.delivery import PAUSED_REASON, reported_change, skip_reason
+from workers.changes import reported_change
+from workers.delivery import PAUSED_REASON, skip_reason
 from workers.delivery_log import Outcome
 from workers.inbox import InboxItem
 from workers.instances import Instance

@@ -22,6 +22,9 @@ from typing import Any
 
 import orjson
 
+from workers import envelope
+from workers.inbox import InboxItem
+
 CREATED_TOLERANCE = 5  # seconds
 EVENTS_PER_NOTIFICATION = 10  # the Cloud Elements limit for polled events
 
@@ -245,3 +248,14 @@ def next_marker(marker: str | None, event_type: str, updated: int, source: str) 
 def _parse_marker(marker: str) -> tuple[int, str, str]:
     when, kind, who = marker.split(" ", 2)
     return int(when), kind, who
+
+
+def reported_change(event: InboxItem) -> Change | None:
+    """The change a webhook reports that polling could report too, or None (a polled event, an ION
+    Cannon post, or an object or event polling never reports)."""
+    what = envelope.meaning(event)
+    if event.kind != "webhook" or what.object_type not in OBJECTS:
+        return None
+    if what.event_type not in ("CREATED", "UPDATED", "DELETED"):
+        return None
+    return Change(what.object_type, what.object_id, what.event_type, event.event_created, None)

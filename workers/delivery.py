@@ -29,7 +29,7 @@ from rq.serializers import JSONSerializer
 from standardwebhooks.webhooks import Webhook
 
 from workers import context, envelope, keys, pending
-from workers.changes import OBJECTS, Change
+from workers.changes import reported_change
 from workers.delivery_log import BODY_EXCERPT, DeliveryLog, attempt_entry, now_ms
 from workers.failures import RETRY_SCHEDULE, Verdict, judge_status, next_delay, retry_after
 from workers.inbox import InboxItem
@@ -303,13 +303,3 @@ def already_reported(event: InboxItem, instance: Instance, webhook_id: str) -> b
     ctx = context.current()
     ttl = marker_ttl(instance, ctx.settings.dedup_ttl)
     return not PollStore(ctx.redis).claim_webhook_change(instance.id, change, webhook_id, ttl)
-
-
-def reported_change(event: InboxItem) -> Change | None:
-    """The change a webhook reports that polling could report too (pure), or None."""
-    what = envelope.meaning(event)
-    if event.kind != "webhook" or what.object_type not in OBJECTS:
-        return None
-    if what.event_type not in ("CREATED", "UPDATED", "DELETED"):
-        return None
-    return Change(what.object_type, what.object_id, what.event_type, event.event_created, None)

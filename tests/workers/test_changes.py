@@ -14,9 +14,11 @@ from workers.changes import (
     diff_categories,
     is_reported,
     next_marker,
+    reported_change,
     timestamp,
     was_reported,
 )
+from workers.inbox import InboxItem, Kind
 
 T = 1_700_000_000
 
@@ -138,3 +140,36 @@ def test_next_marker_keeps_the_newest_change() -> None:
     assert next_marker(f"{T} UPDATED poll", "UPDATED", T + 5, "nid-1") == f"{T + 5} UPDATED nid-1"
     assert next_marker(f"{T} UPDATED poll", "DELETED", T - 5, POLL) == f"{T - 5} DELETED poll"
     assert was_reported(f"{T} UPDATED poll") and not was_reported(f"{T} DELETED poll") and not was_reported(None)
+
+
+def _event(kind: Kind, event_type: str, entity_id: object, data: dict[str, object] | None = None) -> InboxItem:
+    return InboxItem(kind=kind, store_id=1003, event_id="e-1", event_created=T, event_type=event_type,
+                     entity_id=entity_id, data=data, instances=(1,), received=0.0, raw="{}")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("kind", "event_type", "entity_id", "data", "expected"),
+    [
+        # An order is known to polling by its public id, which the webhook carries in data.orderId.
+        ("webhook", "order.updated", 103878161, {"orderId": "XJ12H"}, Change("orders", "XJ12H", "UPDATED", T, None)),
+        ("webhook", "order.created", 103878161, {"orderId": "XJ12H"}, Change("orders", "XJ12H", "CREATED", T, None)),
+        ("webhook", "product.deleted", 7, None, Change("products", "7", "DELETED", T, None)),
+        ("webhook", "customer.created", 9, None, Change("customers", "9", "CREATED", T, None)),
+        (
+            "webhook",
+            "unfinished_order.updated",
+            293225803,
+            {"cartId": "320AB5DE"},
+            Change("carts", "320AB5DE", "UPDATED", T, None),
+        ),
+        ("webhook", "application.installed", 1003, None, None),  # not an object polling reports
+        ("webhook", "invoice.created", 5, {"orderId": "XJ12H"}, None),
+        ("webhook", "product.inventory_changed", 7, None, None),  # not a change polling can see as such
+        ("poll", "order.updated", 1, None, None),  # polling's own events are claimed when polled
+        ("ion", "order.updated", 1, None, None),
+    ],
+)
+def test_the_change_a_webhook_reports_that_polling_could_report_too(
+    kind: Kind, event_type: str, entity_id: object, data: dict[str, object] | None, expected: Change | None
+) -> None:
+    assert reported_change(_event(kind, event_type, entity_id, data)) == expected
