@@ -52,13 +52,16 @@ def webhooks(
 ) -> list[Webhook]:
     """`count` order.updated webhooks with distinct eventIds, spread round-robin over `stores`.
 
-    A store's events are about ceil(its events / `repeats`) orders, each changed `repeats` times (a
-    store with fewer events than that: one order), and its k-th event is about its order k mod that
-    count, so that the changes of one order lie apart as in real traffic. An order changed before
-    costs the relay other Redis work than a new one (its change marker is replaced, not created),
-    and the figures must include that.
+    Every store has the same number of orders, ceil(ceil(`count` / stores) / `repeats`), and its
+    k-th event is about its order k mod that number: each order changes `repeats` times where a store
+    gets that many events per order (a store with fewer events changes fewer orders, or one order
+    fewer times), and the changes of one order lie apart, as in real traffic. An order changed before
+    costs the relay other Redis work than a new one (its change marker is replaced, not created), and
+    the figures must include that. Raises ValueError unless `repeats` >= 1.
     `payload` > 0 pads `data` so that the whole body is about that many bytes.
     """
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, not {repeats}")
     created = int(time.time())
     per_store = -(-count // len(stores))  # (ceiling division)
     orders = -(-per_store // repeats)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import orjson
+import pytest
 
 from bench import load
 from workers.signatures import ecwid_signature_matches
@@ -41,3 +42,22 @@ def test_every_webhook_is_signed_as_ecwid_signs_it() -> None:
         assert ecwid_signature_matches(hook.signature, "secret", str(document["eventCreated"]), hook.event_id)
         assert not ecwid_signature_matches(hook.signature, "other", str(document["eventCreated"]), hook.event_id)
         assert 1000 <= len(hook.body) <= 1024
+
+
+def test_a_store_with_fewer_events_changes_its_orders_fewer_times() -> None:
+    hooks = load.webhooks("t", 9, [1, 2], "secret", repeats=2)  # 5 events for store 1, 4 for store 2
+    # Both stores have ceil(5 / 2) = 3 orders; their k-th events are about order k mod 3.
+    assert Counter(_orders(hooks)) == {(1, 0): 2, (1, 1): 2, (1, 2): 1, (2, 0): 2, (2, 1): 1, (2, 2): 1}
+
+
+def test_every_event_is_a_new_order_with_one_change_each() -> None:
+    assert _orders(load.webhooks("t", 6, [1, 2], "secret", repeats=1)) == [
+        (1, 0),
+        (2, 0),
+        (1, 1),
+        (2, 1),
+        (1, 2),
+        (2, 2),
+    ]
+    with pytest.raises(ValueError, match="repeats must be at least 1"):
+        load.webhooks("t", 6, [1], "secret", repeats=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 from bench.report import paired_flatness
@@ -23,7 +24,11 @@ def test_a_scale_dearer_in_every_round_shows() -> None:
 
 
 def test_a_spell_on_one_scale_in_one_round_does_not_decide_the_figure() -> None:
-    # Round 3: a neighbour's load fell on the third scale alone (its median would be 160 against 140).
-    scales = _scales([123, 179, 142, 130, 125], [120, 180, 140, 128, 126], [120, 168, 160, 131, 127])
-    ratios = sorted([120 / 123, 168 / 180, 140 / 160, 128 / 131, 125 / 127])
-    assert paired_flatness(scales, "ingest_rounds", "cpu_us") == ratios[2]
+    # The 2026-11-28 00:00 run's rounds (ingest µs a request at 1 / 100 / 10,000 instances). In the third
+    # a neighbour's load fell on the 10,000-instance scale alone; that round holds every scale's median,
+    # so comparing the scales' medians gives 140 / 160 = 87.5%, under the target, on one spell.
+    one, hundred, ten_thousand = [123, 179, 142], [120, 180, 140], [120, 168, 160]
+    medians = [statistics.median(cpu) for cpu in (one, hundred, ten_thousand)]
+    assert min(medians) / max(medians) == 0.875
+    figure = paired_flatness(_scales(one, hundred, ten_thousand), "ingest_rounds", "cpu_us")
+    assert figure == 168 / 180  # the rounds' ratios: 120/123, 168/180, 140/160; their median
